@@ -1,0 +1,177 @@
+"""What every provider module implements: a config model and an adapter of pure transforms.
+
+An adapter is built once per configured model, at config-load time, so URLs and headers are
+computed once and not on every request. Its methods are pure: they take the standard request
+(OpenAI-shaped dict, already validated) and return an :class:`UpstreamRequest`, or take the
+upstream's decoded JSON body and return the standard response (OpenAI-shaped dict). No network,
+no clock, no globals: ``providers/_http.py`` does the I/O and the dispatcher fills ``id``/``created``
+when a provider's answer lacks them.
+
+Standard shapes (what ``parse_*`` return):
+
+- chat: ``{"object": "chat.completion", "model", "choices": [{"index", "message": {"role",
+  "content", "tool_calls"?}, "finish_reason"}], "usage": {"prompt_tokens", "completion_tokens",
+  "total_tokens"}}`` (``id``/``created`` optional)
+- completions: ``{"object": "text_completion", "model", "choices": [{"index", "text",
+  "finish_reason"}], "usage"}``
+- embeddings: ``{"object": "list", "model", "data": [{"object": "embedding", "index",
+  "embedding"}], "usage": {"prompt_tokens", "total_tokens"}}``
+
+A route type the provider does not offer inherits the default, which raises
+:class:`UnsupportedRouteTypeError` (HTTP 501).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from gateway_server.errors import UnsupportedRouteTypeError, UpstreamProtocolError
+from gateway_server.routes import RouteType
+from gateway_server.secrets import Secret
+
+__all__ = ["Adapter", "ProviderConfig", "UpstreamRequest", "reason_from_body"]
+
+
+class ProviderConfig(BaseModel):
+    """Base of every provider's ``model.config``: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def secrets(self) -> tuple[Secret, ...]:
+        """Every secret this config holds (for redaction of logs and errors)."""
+        found: list[Secret] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, Secret):
+                found.append(value)
+            elif isinstance(value, ProviderConfig):
+                found.extend(value.secrets())
+        return tuple(found)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """One HTTP call to the upstream: everything ``_http.py`` needs and nothing else."""
+
+    url: str
+    headers: Mapping[str, str]
+    body: Any = None  # JSON-serialisable; None for a GET
+    method: str = "POST"
+    # Set by an adapter whose upstream signs the exact bytes (Bedrock SigV4): pre-encoded body.
+    raw_body: bytes | None = field(default=None)
+
+
+def reason_from_body(body: Any, fallback: str = "") -> str:
+    """The provider's own words from an error body, for the common shapes.
+
+    ``{"error": {"message": M}}`` (OpenAI, Anthropic, Mistral, Gemini), ``{"error": M}``,
+    ``{"message": M}`` (Cohere, Bedrock), ``{"detail": M}``; a text body is used as is.
+    """
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            message = error.get("message")
+            if isinstance(message, str) and message:
+                return message
+        if isinstance(error, str) and error:
+            return error
+        for key in ("message", "detail", "Message"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value
+        return fallback or str(body)[:500]
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if isinstance(body, str) and body.strip():
+        return body.strip()[:500]
+    return fallback
+
+
+class Adapter:
+    """One provider's translation between the gateway's standard shapes and its wire format."""
+
+    name: ClassVar[str]
+    display_name: ClassVar[str]
+    config_model: ClassVar[type[ProviderConfig]]
+    route_types: ClassVar[frozenset[RouteType]] = frozenset()
+    # True for providers answered inside the process (``fake``): no upstream request is made.
+    in_process: ClassVar[bool] = False
+
+    def __init__(self, config: ProviderConfig, model_name: str | None) -> None:
+        self.config = config
+        self.model_name = model_name
+
+    # ----------------------------------------------------------- dispatch by route type
+
+    def build_request(self, route_type: RouteType, payload: dict[str, Any]) -> UpstreamRequest:
+        if route_type is RouteType.CHAT:
+            return self.build_chat_request(payload)
+        if route_type is RouteType.COMPLETIONS:
+            return self.build_completions_request(payload)
+        return self.build_embeddings_request(payload)
+
+    def parse_response(self, route_type: RouteType, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise UpstreamProtocolError(
+                f"{self.name} returned a JSON {type(body).__name__}, expected an object",
+                provider=self.name,
+            )
+        try:
+            if route_type is RouteType.CHAT:
+                return self.parse_chat_response(body)
+            if route_type is RouteType.COMPLETIONS:
+                return self.parse_completions_response(body)
+            return self.parse_embeddings_response(body)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise UpstreamProtocolError(
+                f"{self.name} returned a response the gateway cannot read "
+                f"({type(exc).__name__}: {exc}); it does not have the documented shape",
+                provider=self.name,
+            ) from exc
+
+    def respond(self, route_type: RouteType, payload: dict[str, Any]) -> dict[str, Any]:
+        """In-process providers answer here instead of building an upstream request."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------- per route type (pure)
+
+    def _unsupported(self, route_type: RouteType) -> UnsupportedRouteTypeError:
+        return UnsupportedRouteTypeError(self.name, route_type.value)
+
+    def build_chat_request(self, payload: dict[str, Any]) -> UpstreamRequest:
+        raise self._unsupported(RouteType.CHAT)
+
+    def parse_chat_response(self, body: dict[str, Any]) -> dict[str, Any]:
+        raise self._unsupported(RouteType.CHAT)
+
+    def build_completions_request(self, payload: dict[str, Any]) -> UpstreamRequest:
+        raise self._unsupported(RouteType.COMPLETIONS)
+
+    def parse_completions_response(self, body: dict[str, Any]) -> dict[str, Any]:
+        raise self._unsupported(RouteType.COMPLETIONS)
+
+    def build_embeddings_request(self, payload: dict[str, Any]) -> UpstreamRequest:
+        raise self._unsupported(RouteType.EMBEDDINGS)
+
+    def parse_embeddings_response(self, body: dict[str, Any]) -> dict[str, Any]:
+        raise self._unsupported(RouteType.EMBEDDINGS)
+
+    # ----------------------------------------------------------- errors
+
+    def error_reason(self, status: int, body: Any) -> str:
+        """The provider's reason for a non-2xx answer, in its own words (never a secret)."""
+        return reason_from_body(body, fallback=f"HTTP {status}")
+
+    def map_error_status(self, status: int, body: Any) -> int:
+        """The upstream status as the gateway's table should see it.
+
+        Providers with their own codes override this (Anthropic's 529 "overloaded" is a 503).
+        """
+        return status
+
+    def secrets(self) -> tuple[Secret, ...]:
+        return self.config.secrets()

@@ -1,0 +1,79 @@
+"""Route types, route-name rules and the public (secret-free) view of a route.
+
+``Route`` / ``ModelInfo`` keep the names of MLflow's ``mlflow.gateway.config`` so code written
+against the seed API keeps working. They never hold provider config or secrets.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "ROUTE_NAME_PATTERN",
+    "Limit",
+    "ModelInfo",
+    "Route",
+    "RouteType",
+    "is_valid_route_name",
+]
+
+
+class RouteType(str, Enum):
+    CHAT = "llm/v1/chat"
+    COMPLETIONS = "llm/v1/completions"
+    EMBEDDINGS = "llm/v1/embeddings"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def kind(self) -> str:
+        """``chat``, ``completions`` or ``embeddings``: the last part of the type."""
+        return self.value.rsplit("/", 1)[-1]
+
+
+# MLflow accepts [\w\-\.]+ (its message forgets the dot); we say what we accept.
+ROUTE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+def is_valid_route_name(name: str) -> bool:
+    return bool(ROUTE_NAME_PATTERN.fullmatch(name))
+
+
+class _PublicModel(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ModelInfo(_PublicModel):
+    name: str | None = None
+    provider: str
+
+
+class Limit(_PublicModel):
+    calls: int
+    renewal_period: str
+    key: str | None = None
+
+
+class Route(_PublicModel):
+    """What the gateway says about a route: name, type, model and URL. Never config."""
+
+    name: str
+    route_type: RouteType
+    model: ModelInfo
+    route_url: str
+    limit: Limit | None = None
+
+    def to_endpoint(self) -> dict[str, Any]:
+        """The MLflow 2.9+ spelling of the same object (``endpoint_type``/``endpoint_url``)."""
+        return {
+            "name": self.name,
+            "endpoint_type": self.route_type.value,
+            "model": self.model.model_dump(),
+            "endpoint_url": self.route_url.replace("/gateway/", "/endpoints/", 1),
+            "limit": self.limit.model_dump() if self.limit else None,
+        }
