@@ -7,7 +7,7 @@ against the seed API keeps working. They never hold provider config or secrets.
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 
-class RouteType(str, Enum):
+class RouteType(StrEnum):
     CHAT = "llm/v1/chat"
     COMPLETIONS = "llm/v1/completions"
     EMBEDDINGS = "llm/v1/embeddings"

@@ -100,4 +100,3 @@ def redact(text: str, secrets: list[Secret] | tuple[Secret, ...]) -> str:
         if value and len(value) >= 4:
             text = text.replace(value, MASK)
     return text
-

@@ -1,0 +1,1 @@
+"""HTTP layer: paths, error rendering, the hot invocation handlers and the admin/docs routes."""

@@ -1,0 +1,71 @@
+"""Rendering of errors: every failure answers the one JSON envelope of ``GatewayError.to_payload``.
+
+The hot path renders with :func:`error_response`; FastAPI's own paths get the same envelope through
+handlers registered once by :func:`install_error_handlers`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway_server.errors import ClientRequestError, GatewayError, InvalidRequestError
+
+__all__ = ["error_body", "install_error_handlers", "internal_error"]
+
+logger = logging.getLogger("gateway_server")
+
+JSON = "application/json"
+
+
+def error_body(exc: GatewayError) -> bytes:
+    return orjson.dumps(exc.to_payload())
+
+
+def internal_error() -> GatewayError:
+    return GatewayError("The gateway failed to handle this request; the server log has the details.")
+
+
+def _render(exc: GatewayError) -> Response:
+    return Response(error_body(exc), status_code=exc.status_code, media_type=JSON, headers=exc.headers())
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        loc = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path"))
+        problems.append(f"'{loc}': {error.get('msg')}" if loc else str(error.get("msg")))
+    return "Invalid request: " + "; ".join(problems)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(GatewayError)
+    async def _gateway_error(request: Request, exc: GatewayError) -> Response:
+        return _render(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return _render(InvalidRequestError(_validation_message(exc), status_code=422))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = exc.detail if isinstance(exc.detail, str) else "HTTP error"
+        if exc.status_code == 404:
+            message = f"No such path: {request.url.path}. See /docs for the paths this gateway serves."
+        elif exc.status_code == 405:
+            message = f"Method {request.method} is not allowed on {request.url.path}."
+        error = ClientRequestError(message, status_code=exc.status_code)
+        response = _render(error)
+        for key, value in (exc.headers or {}).items():
+            response.headers[key] = value
+        return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _render(internal_error())

@@ -1,0 +1,217 @@
+"""The hot path: every query (``/gateway/{name}/invocations``, ``/endpoints/{name}/invocations``,
+``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``) is served here.
+
+These are bare ASGI handlers, not FastAPI routes: no dependency injection, no response-model
+validation, one JSON parse and one JSON dump per request (orjson), and everything derivable from
+the config precomputed in the registry entry. SPEC §1 has the measurements behind this choice.
+Cross-cutting rules live here once: the caller's ``model`` is ignored on named routes, the body
+size is capped, errors are rendered as the one envelope.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from enum import Enum
+from time import perf_counter
+from typing import Any
+
+import orjson
+
+from gateway_server.api import paths
+from gateway_server.api.errors import error_body, internal_error
+from gateway_server.errors import (
+    GatewayError,
+    InvalidRequestError,
+    MethodNotAllowedError,
+    PayloadTooLargeError,
+    RouteNotFoundError,
+)
+from gateway_server.registry import RouteEntry
+from gateway_server.routes import RouteType
+from gateway_server.schemas import TO_LEGACY, VALIDATORS
+
+__all__ = ["Flavor", "Invocation", "handle_invocation", "match_invocation"]
+
+logger = logging.getLogger("gateway_server")
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+OVERHEAD_HEADER = b"x-gateway-overhead-ms"
+
+
+class Flavor(Enum):
+    LEGACY = "gateway"  # seed-era shapes (candidates / metadata)
+    ENDPOINTS = "endpoints"  # MLflow 2.9+: OpenAI shapes on a named route
+    V1 = "v1"  # OpenAI-compatible: the route is the body's ``model``
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    flavor: Flavor
+    name: str | None  # None for /v1/*: taken from the body
+    v1_type: RouteType | None = None
+
+
+_V1 = {
+    paths.V1_CHAT: RouteType.CHAT,
+    paths.V1_COMPLETIONS: RouteType.COMPLETIONS,
+    paths.V1_EMBEDDINGS: RouteType.EMBEDDINGS,
+}
+_SUFFIX = paths.INVOCATIONS_SUFFIX
+_PREFIXES = ((paths.GATEWAY_PREFIX, Flavor.LEGACY), (paths.ENDPOINTS_PREFIX, Flavor.ENDPOINTS))
+_ID_PREFIX = {RouteType.CHAT: "chatcmpl-", RouteType.COMPLETIONS: "cmpl-"}
+
+
+def match_invocation(path: str) -> Invocation | None:
+    """The invocation a path names, or None when FastAPI should serve it."""
+    v1_type = _V1.get(path)
+    if v1_type is not None:
+        return Invocation(Flavor.V1, None, v1_type)
+    if path.endswith(_SUFFIX):
+        for prefix, flavor in _PREFIXES:
+            if path.startswith(prefix):
+                name = path[len(prefix) : -len(_SUFFIX)]
+                if name and "/" not in name:
+                    return Invocation(flavor, name)
+    return None
+
+
+async def _read_body(scope: dict[str, Any], receive: Any, limit: int) -> bytes:
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                raise InvalidRequestError("The Content-Length header is not a number.") from None
+            if declared > limit:
+                raise PayloadTooLargeError(
+                    f"The request body is {declared} bytes; this gateway accepts at most {limit}."
+                )
+            break
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(
+                    f"The request body is larger than {limit} bytes, the most this gateway accepts."
+                )
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _parse_payload(body: bytes) -> dict[str, Any]:
+    if not body:
+        raise InvalidRequestError("The request body is empty; send a JSON object.")
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(payload, dict):
+        raise InvalidRequestError(
+            f"The request body must be a JSON object, not a JSON {type(payload).__name__}."
+        )
+    return payload
+
+
+def _resolve(state: Any, invocation: Invocation, payload: dict[str, Any]) -> RouteEntry:
+    if invocation.flavor is Flavor.V1:
+        name = payload.pop("model", None)
+        if not isinstance(name, str) or not name:
+            raise InvalidRequestError(
+                "Missing 'model': on /v1 paths 'model' names the gateway route to use (see GET /v1/models).",
+                param="model",
+            )
+        entry = state.registry.get(name)
+        if entry is None:
+            raise RouteNotFoundError(name)
+        if entry.route_type is not invocation.v1_type:
+            raise InvalidRequestError(
+                f"Route '{name}' is a {entry.route_type.value} route, not a {invocation.v1_type.kind} route "  # type: ignore[union-attr]
+                f"(use the path for {entry.route_type.kind}).",
+                param="model",
+            )
+        return entry
+    entry = state.registry.get(invocation.name)
+    if entry is None:
+        raise RouteNotFoundError(
+            invocation.name, noun="route" if invocation.flavor is Flavor.LEGACY else "endpoint"
+        )  # type: ignore[arg-type]
+    # The route defines the model; a caller's ``model`` is ignored here (MLflow answers 422).
+    payload.pop("model", None)
+    return entry
+
+
+def _finish(result: dict[str, Any], route_type: RouteType) -> dict[str, Any]:
+    """Fill what a provider's answer may lack: id and created (the transforms stay pure)."""
+    if route_type is not RouteType.EMBEDDINGS:
+        if not result.get("id"):
+            result["id"] = _ID_PREFIX[route_type] + uuid.uuid4().hex
+        if not result.get("created"):
+            result["created"] = int(time.time())
+    return result
+
+
+async def handle_invocation(
+    state: Any, invocation: Invocation, scope: dict[str, Any], receive: Any, send: Any
+) -> None:
+    started = perf_counter()
+    upstream_seconds = 0.0
+    headers = JSON_HEADERS
+    try:
+        if scope["method"] != "POST":
+            raise MethodNotAllowedError(
+                f"Method {scope['method']} is not allowed on {scope['path']}; use POST."
+            )
+        payload = _parse_payload(await _read_body(scope, receive, state.max_request_bytes))
+        entry = _resolve(state, invocation, payload)
+        route_type = entry.route_type
+        payload = VALIDATORS[route_type](payload)
+        if payload.get("stream"):
+            raise InvalidRequestError(
+                "Streaming ('stream': true) is not available on this gateway version yet; send the request "
+                "without 'stream'.",
+                param="stream",
+            )
+        adapter = entry.adapter
+        if adapter.in_process:
+            result = adapter.respond(route_type, payload)
+        else:
+            upstream_started = perf_counter()
+            try:
+                result = await state.upstream.call(adapter, route_type, payload, entry.timeout)
+            finally:
+                upstream_seconds = perf_counter() - upstream_started
+        result = _finish(result, route_type)
+        if invocation.flavor is Flavor.LEGACY:
+            result = TO_LEGACY[route_type](result)
+        status, body = 200, orjson.dumps(result)
+    except GatewayError as exc:
+        status, body = exc.status_code, error_body(exc)
+        extra = exc.headers()
+        if extra:
+            headers = headers + [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+    except Exception:  # the process edge: log it, answer the envelope, never a bare 500 page
+        logger.exception("unhandled error while serving %s", scope.get("path"))
+        error = internal_error()
+        status, body = error.status_code, error_body(error)
+    overhead_ms = (perf_counter() - started - upstream_seconds) * 1000
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                *headers,
+                (b"content-length", str(len(body)).encode()),
+                (OVERHEAD_HEADER, f"{overhead_ms:.3f}".encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

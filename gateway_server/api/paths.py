@@ -1,0 +1,28 @@
+"""Every URL path the server answers (MLflow-compatible). Nothing else spells a path."""
+
+HEALTH = "/health"
+METRICS = "/metrics"
+
+# Seed era (MLflow 2.5-2.8): routes
+ROUTES = "/api/2.0/gateway/routes/"
+ROUTE = "/api/2.0/gateway/routes/{name}"
+GATEWAY_PREFIX = "/gateway/"
+# MLflow 2.9+: endpoints
+ENDPOINTS = "/api/2.0/endpoints/"
+ENDPOINT = "/api/2.0/endpoints/{name}"
+ENDPOINTS_PREFIX = "/endpoints/"
+INVOCATIONS_SUFFIX = "/invocations"
+
+# OpenAI-compatible
+V1_CHAT = "/v1/chat/completions"
+V1_COMPLETIONS = "/v1/completions"
+V1_EMBEDDINGS = "/v1/embeddings"
+V1_MODELS = "/v1/models"
+
+
+def route_invocations(name: str) -> str:
+    return f"{GATEWAY_PREFIX}{name}{INVOCATIONS_SUFFIX}"
+
+
+def endpoint_invocations(name: str) -> str:
+    return f"{ENDPOINTS_PREFIX}{name}{INVOCATIONS_SUFFIX}"

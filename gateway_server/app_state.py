@@ -1,0 +1,28 @@
+"""What a running gateway holds: the route table, the upstream client and the server settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway_server.config import GatewayConfig
+from gateway_server.providers._http import UpstreamClient
+from gateway_server.registry import InMemoryRegistry, RouteRegistry
+
+__all__ = ["GatewayState"]
+
+
+@dataclass(slots=True)
+class GatewayState:
+    config: GatewayConfig
+    registry: RouteRegistry
+    max_request_bytes: int
+    upstream: UpstreamClient | None = None  # set by the app's lifespan (the pooled session)
+    extras: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig) -> GatewayState:
+        return cls(
+            config=config,
+            registry=InMemoryRegistry(config.routes),
+            max_request_bytes=config.server.max_request_bytes,
+        )

@@ -1,0 +1,42 @@
+"""The provider registry: an explicit table from a provider's config name to its adapter class.
+
+Provider names are matched case-insensitively, with ``-`` and ``_`` equivalent (MLflow's rule), so
+``Amazon-Bedrock`` and ``amazon_bedrock`` name the same provider. A new provider is one module
+with a ``<Vendor>Config`` and a ``<Vendor>Adapter``, and one line here.
+"""
+
+from __future__ import annotations
+
+from gateway_server.providers.base import Adapter, ProviderConfig, UpstreamRequest
+from gateway_server.providers.fake import FakeAdapter
+from gateway_server.providers.openai import OpenAIAdapter
+
+__all__ = [
+    "PROVIDERS",
+    "Adapter",
+    "ProviderConfig",
+    "UpstreamRequest",
+    "get_adapter_class",
+    "normalize_provider_name",
+]
+
+PROVIDERS: dict[str, type[Adapter]] = {
+    adapter.name: adapter
+    for adapter in (
+        OpenAIAdapter,
+        FakeAdapter,
+    )
+}
+
+# Other spellings MLflow accepts for the same provider.
+ALIASES: dict[str, str] = {}
+
+
+def normalize_provider_name(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+def get_adapter_class(name: str) -> type[Adapter] | None:
+    key = normalize_provider_name(name)
+    key = ALIASES.get(key, key)
+    return PROVIDERS.get(key)

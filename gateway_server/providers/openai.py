@@ -1,0 +1,203 @@
+"""OpenAI, Azure OpenAI (``api-key`` header) and Azure AD (bearer token), for all three route types.
+
+Validation follows MLflow's rules: Azure types need ``openai_api_base``, ``openai_deployment_name``
+and ``openai_api_version`` and refuse ``openai_organization``; the plain OpenAI type refuses
+``openai_deployment_name``. The upstream request is the standard (OpenAI-shaped) request with the
+route's model injected; for Azure the deployment in the URL names the model instead.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import field_validator, model_validator
+
+from gateway_server.providers.base import Adapter, ProviderConfig, UpstreamRequest
+from gateway_server.routes import RouteType
+from gateway_server.secrets import Secret
+
+__all__ = ["OpenAIAPIType", "OpenAIAdapter", "OpenAIConfig"]
+
+DEFAULT_OPENAI_API_BASE = "https://api.openai.com/v1"
+
+
+class OpenAIAPIType(StrEnum):
+    OPENAI = "openai"
+    AZURE = "azure"
+    AZUREAD = "azuread"
+
+    @classmethod
+    def _missing_(cls, value: object) -> OpenAIAPIType | None:
+        if isinstance(value, str):
+            lowered = value.lower()
+            for member in cls:
+                if member.value == lowered:
+                    return member
+        return None
+
+
+class OpenAIConfig(ProviderConfig):
+    openai_api_key: Secret
+    openai_api_type: OpenAIAPIType = OpenAIAPIType.OPENAI
+    openai_api_base: str | None = None
+    openai_api_version: str | None = None
+    openai_deployment_name: str | None = None
+    openai_organization: str | None = None
+
+    @field_validator("openai_api_base")
+    @classmethod
+    def _check_base(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _check_type_fields(self) -> OpenAIConfig:
+        if self.openai_api_type is OpenAIAPIType.OPENAI:
+            if self.openai_deployment_name is not None:
+                raise ValueError(
+                    "openai_deployment_name is only for openai_api_type 'azure' or 'azuread'; "
+                    "remove it, or set openai_api_type"
+                )
+            return self
+        missing = [
+            name
+            for name in ("openai_api_base", "openai_deployment_name", "openai_api_version")
+            if getattr(self, name) is None
+        ]
+        if missing:
+            raise ValueError(
+                f"openai_api_type '{self.openai_api_type.value}' needs {', '.join(missing)} "
+                "(Azure OpenAI URLs are {base}/openai/deployments/{deployment}/...?api-version={version})"
+            )
+        if self.openai_organization is not None:
+            raise ValueError(
+                f"openai_organization is not allowed with openai_api_type '{self.openai_api_type.value}'"
+            )
+        return self
+
+
+_PATHS = {
+    RouteType.CHAT: "chat/completions",
+    RouteType.COMPLETIONS: "completions",
+    RouteType.EMBEDDINGS: "embeddings",
+}
+
+
+class OpenAIAdapter(Adapter):
+    name = "openai"
+    display_name = "OpenAI"
+    config_model = OpenAIConfig
+    route_types = frozenset(RouteType)
+    config: OpenAIConfig
+
+    def __init__(self, config: OpenAIConfig, model_name: str | None) -> None:  # type: ignore[override]
+        super().__init__(config, model_name)
+        api_type = config.openai_api_type
+        key = config.openai_api_key.get()
+        if api_type is OpenAIAPIType.AZURE:
+            headers = {"api-key": key}
+        else:
+            headers = {"Authorization": f"Bearer {key}"}
+            if config.openai_organization:
+                headers["OpenAI-Organization"] = config.openai_organization
+        headers["Content-Type"] = "application/json"
+        self.headers = headers
+        self.sends_model = api_type is OpenAIAPIType.OPENAI
+        if api_type is OpenAIAPIType.OPENAI:
+            base = config.openai_api_base or DEFAULT_OPENAI_API_BASE
+        else:
+            deployment = quote(config.openai_deployment_name or "", safe="")
+            base = f"{config.openai_api_base}/openai/deployments/{deployment}"
+        query = (
+            f"?api-version={quote(config.openai_api_version, safe='')}" if config.openai_api_version else ""
+        )
+        self.urls = {route_type: f"{base}/{path}{query}" for route_type, path in _PATHS.items()}
+
+    def _request(self, route_type: RouteType, payload: dict[str, Any]) -> UpstreamRequest:
+        body = {key: value for key, value in payload.items() if value is not None}
+        if self.sends_model and self.model_name:
+            body["model"] = self.model_name
+        else:
+            body.pop("model", None)
+        return UpstreamRequest(url=self.urls[route_type], headers=self.headers, body=body)
+
+    def build_chat_request(self, payload: dict[str, Any]) -> UpstreamRequest:
+        return self._request(RouteType.CHAT, payload)
+
+    def build_completions_request(self, payload: dict[str, Any]) -> UpstreamRequest:
+        return self._request(RouteType.COMPLETIONS, payload)
+
+    def build_embeddings_request(self, payload: dict[str, Any]) -> UpstreamRequest:
+        return self._request(RouteType.EMBEDDINGS, payload)
+
+    # OpenAI already answers in the standard shapes; parsing checks the shape and keeps only
+    # documented fields, so a drifting upstream fails loudly instead of leaking odd keys.
+
+    def parse_chat_response(self, body: dict[str, Any]) -> dict[str, Any]:
+        choices = []
+        for index, choice in enumerate(body["choices"]):
+            message = choice["message"]
+            out_message: dict[str, Any] = {
+                "role": message.get("role", "assistant"),
+                "content": message.get("content"),
+            }
+            if message.get("tool_calls"):
+                out_message["tool_calls"] = message["tool_calls"]
+            if message.get("refusal"):
+                out_message["refusal"] = message["refusal"]
+            choices.append(
+                {
+                    "index": choice.get("index", index),
+                    "message": out_message,
+                    "finish_reason": choice.get("finish_reason"),
+                }
+            )
+        return _with_envelope(body, "chat.completion", choices, self.model_name)
+
+    def parse_completions_response(self, body: dict[str, Any]) -> dict[str, Any]:
+        choices = [
+            {
+                "index": choice.get("index", index),
+                "text": choice["text"],
+                "finish_reason": choice.get("finish_reason"),
+            }
+            for index, choice in enumerate(body["choices"])
+        ]
+        return _with_envelope(body, "text_completion", choices, self.model_name)
+
+    def parse_embeddings_response(self, body: dict[str, Any]) -> dict[str, Any]:
+        data = [
+            {"object": "embedding", "index": item.get("index", index), "embedding": item["embedding"]}
+            for index, item in enumerate(body["data"])
+        ]
+        usage = body.get("usage") or {}
+        return {
+            "object": "list",
+            "data": data,
+            "model": body.get("model") or self.model_name,
+            "usage": {"prompt_tokens": usage.get("prompt_tokens"), "total_tokens": usage.get("total_tokens")},
+        }
+
+
+def _with_envelope(
+    body: dict[str, Any], obj: str, choices: list[dict[str, Any]], model: str | None
+) -> dict[str, Any]:
+    usage = body.get("usage") or {}
+    result: dict[str, Any] = {
+        "object": obj,
+        "model": body.get("model") or model,
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": usage.get("prompt_tokens"),
+            "completion_tokens": usage.get("completion_tokens"),
+            "total_tokens": usage.get("total_tokens"),
+        },
+    }
+    if body.get("id"):
+        result["id"] = body["id"]
+    if body.get("created"):
+        result["created"] = body["created"]
+    return result
