@@ -29,7 +29,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from gateway_server.errors import UnsupportedRouteTypeError, UpstreamProtocolError
+from gateway_server.errors import InvalidRequestError, UnsupportedRouteTypeError, UpstreamProtocolError
+from gateway_server.providers.streaming import SSEDecoder, StreamEvent
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
 
@@ -98,6 +99,8 @@ class Adapter:
     display_name: ClassVar[str]
     config_model: ClassVar[type[ProviderConfig]]
     route_types: ClassVar[frozenset[RouteType]] = frozenset()
+    # Route types whose upstream streams (chat and/or completions); empty: no streaming.
+    streaming_route_types: ClassVar[frozenset[RouteType]] = frozenset()
     # True for providers answered inside the process (``fake``): no upstream request is made.
     in_process: ClassVar[bool] = False
 
@@ -159,6 +162,33 @@ class Adapter:
 
     def parse_embeddings_response(self, body: dict[str, Any]) -> dict[str, Any]:
         raise self._unsupported(RouteType.EMBEDDINGS)
+
+    # ----------------------------------------------------------- streaming (pure)
+
+    def build_stream_request(self, route_type: RouteType, payload: dict[str, Any]) -> UpstreamRequest:
+        """The upstream request for ``"stream": true`` (payload still carries ``stream``).
+
+        Default: the provider's normal request, for upstreams that stream on ``"stream": true``
+        in the body (OpenAI style). Providers with another streaming URL override this.
+        """
+        if route_type not in self.streaming_route_types:
+            raise InvalidRequestError(
+                f"Provider '{self.name}' does not stream {route_type.value}; send the request without 'stream'.",
+                param="stream",
+            )
+        return self.build_request(route_type, payload)
+
+    def stream_decoder(self) -> SSEDecoder:
+        """An incremental decoder of the upstream's stream body (SSE unless overridden)."""
+        return SSEDecoder()
+
+    def parse_stream_event(
+        self, route_type: RouteType, event: StreamEvent, state: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Standard chunks (``providers/streaming.py``) for one upstream event; ``state`` is a dict
+        private to one stream, for providers that must carry something from event to event
+        (token counts, tool-call indices). Return ``[]`` for events that carry nothing."""
+        raise self._unsupported(route_type)
 
     # ----------------------------------------------------------- errors
 
