@@ -101,9 +101,8 @@ class Model(_Strict):
         adapter = get_adapter_class(value)
         if adapter is None:
             hint = _did_you_mean(normalize_provider_name(value), PROVIDERS)
-            raise ValueError(
-                f"unknown provider '{value}'{hint} (known providers: {', '.join(sorted(PROVIDERS))})"
-            )
+            known = "" if hint else f" (known providers: {', '.join(sorted(PROVIDERS))})"
+            raise ValueError(f"unknown provider '{value}'{hint}{known}")
         return adapter.name
 
     @model_validator(mode="after")
@@ -487,7 +486,7 @@ def _message(error: dict[str, Any], loc: tuple[Any, ...], root: type[BaseModel] 
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):
             message = message[len(prefix) :]
-    return message
+    return message.replace("Input should be", "must be", 1)
 
 
 def _allowed_keys(root: type[BaseModel], loc: tuple[Any, ...], relative: bool) -> list[str]:
