@@ -480,6 +480,8 @@ def _message(error: dict[str, Any], loc: tuple[Any, ...], root: type[BaseModel] 
         return f"unknown key '{key}'{hint}{listing}"
     if kind == "missing":
         return "required field is missing"
+    if kind == "string_type":
+        return "must be a string (put it in quotes: YAML reads yes, no, on, off and numbers as other types)"
     if kind == "enum":
         return f"must be one of {error.get('ctx', {}).get('expected', 'the allowed values')}"
     message = error["msg"]

@@ -22,6 +22,7 @@ import orjson
 
 from gateway_server.api import paths
 from gateway_server.api.errors import error_body, internal_error
+from gateway_server.api.streaming import stream_response
 from gateway_server.errors import (
     GatewayError,
     InvalidRequestError,
@@ -175,11 +176,8 @@ async def handle_invocation(
         route_type = entry.route_type
         payload = VALIDATORS[route_type](payload)
         if payload.get("stream"):
-            raise InvalidRequestError(
-                "Streaming ('stream': true) is not available on this gateway version yet; send the request "
-                "without 'stream'.",
-                param="stream",
-            )
+            await stream_response(state, entry, payload, receive, send, started)
+            return
         adapter = entry.adapter
         if adapter.in_process:
             result = adapter.respond(route_type, payload)

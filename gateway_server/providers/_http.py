@@ -7,6 +7,7 @@ and shared by every route; adapters never see it.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -68,16 +69,10 @@ class UpstreamClient:
         self, adapter: Adapter, route_type: RouteType, payload: dict[str, Any], timeout: aiohttp.ClientTimeout
     ) -> dict[str, Any]:
         request = adapter.build_request(route_type, payload)
-        status, content_type, raw, retry_after = await self._send(adapter, request, timeout)
+        status, headers, raw = await self._send(adapter, request, timeout)
+        content_type = headers.get("Content-Type", "")
         if status >= 300:
-            body = _decode_error_body(raw, content_type)
-            reason = redact(adapter.error_reason(status, body), adapter.secrets())
-            raise UpstreamStatusError(
-                provider=adapter.name,
-                upstream_status=adapter.map_error_status(status, body),
-                reason=reason,
-                retry_after=retry_after,
-            )
+            self._raise_status(adapter, status, headers, raw)
         if "json" not in content_type:
             raise UpstreamProtocolError(
                 f"{adapter.name} answered with content type '{content_type or 'none'}', expected JSON",
@@ -94,44 +89,99 @@ class UpstreamClient:
             ) from exc
         return adapter.parse_response(route_type, body)
 
-    async def _send(
-        self, adapter: Adapter, request: UpstreamRequest, timeout: aiohttp.ClientTimeout
-    ) -> tuple[int, str, bytes, float | None]:
-        data = (
-            request.raw_body
-            if request.raw_body is not None
-            else (orjson.dumps(request.body) if request.body is not None else None)
+    async def stream(
+        self, adapter: Adapter, route_type: RouteType, payload: dict[str, Any], timeout: aiohttp.ClientTimeout
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Standard chunks as the upstream sends them. Nothing is yielded before the upstream has
+        answered 2xx, so a failure before the first event raises like a normal call. ``timeout``
+        bounds the connection and each wait for the next bytes, not the stream's whole length."""
+        request = adapter.build_stream_request(route_type, payload)
+        stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=timeout.total, sock_read=timeout.total
         )
+        decoder = adapter.stream_decoder()
+        state: dict[str, Any] = {}
         try:
             async with self.session.request(
-                request.method, request.url, data=data, headers=request.headers, timeout=timeout
+                request.method,
+                request.url,
+                data=_encode(request),
+                headers=request.headers,
+                timeout=stream_timeout,
             ) as response:
-                raw = await response.read()
-                return (
-                    response.status,
-                    response.headers.get("Content-Type", ""),
-                    raw,
-                    parse_retry_after(response.headers.get("Retry-After")),
-                )
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+                if response.status >= 300:
+                    raw = await response.read()
+                    self._raise_status(adapter, response.status, response.headers, raw)
+                async for data in response.content.iter_any():
+                    for event in decoder.feed(data):
+                        for chunk in adapter.parse_stream_event(route_type, event, state):
+                            yield chunk
+                for event in decoder.close():
+                    for chunk in adapter.parse_stream_event(route_type, event, state):
+                        yield chunk
+        except aiohttp.ClientError as exc:
+            raise self._transport_error(adapter, request, exc, stream_timeout) from exc
+        except TimeoutError as exc:
+            raise UpstreamTimeoutError(
+                f"{adapter.name} stopped sending for more than {timeout.total:g} s", provider=adapter.name
+            ) from exc
+
+    def _raise_status(self, adapter: Adapter, status: int, headers: Any, raw: bytes) -> None:
+        body = _decode_error_body(raw, headers.get("Content-Type", ""))
+        reason = redact(adapter.error_reason(status, body), adapter.secrets())
+        raise UpstreamStatusError(
+            provider=adapter.name,
+            upstream_status=adapter.map_error_status(status, body),
+            reason=reason,
+            retry_after=parse_retry_after(headers.get("Retry-After")),
+        )
+
+    async def _send(
+        self, adapter: Adapter, request: UpstreamRequest, timeout: aiohttp.ClientTimeout
+    ) -> tuple[int, Any, bytes]:
+        try:
+            async with self.session.request(
+                request.method, request.url, data=_encode(request), headers=request.headers, timeout=timeout
+            ) as response:
+                return response.status, response.headers, await response.read()
+        except TimeoutError as exc:
             raise UpstreamTimeoutError(
                 f"{adapter.name} did not answer within {timeout.total:g} s", provider=adapter.name
             ) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamConnectionError(
-                f"could not connect to {adapter.name} at {_host_of(request.url)}: {exc.strerror or exc.os_error}",
-                provider=adapter.name,
-            ) from exc
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
-            raise UpstreamConnectionError(
-                f"the connection to {adapter.name} at {_host_of(request.url)} broke before a complete answer "
-                f"({type(exc).__name__})",
-                provider=adapter.name,
-            ) from exc
         except aiohttp.ClientError as exc:
-            raise UpstreamConnectionError(
-                f"the request to {adapter.name} failed ({type(exc).__name__})", provider=adapter.name
-            ) from exc
+            raise self._transport_error(adapter, request, exc, timeout) from exc
+
+    @staticmethod
+    def _transport_error(
+        adapter: Adapter, request: UpstreamRequest, exc: aiohttp.ClientError, timeout: aiohttp.ClientTimeout
+    ) -> UpstreamConnectionError | UpstreamTimeoutError:
+        if isinstance(exc, aiohttp.ServerTimeoutError):
+            return UpstreamTimeoutError(
+                f"{adapter.name} did not answer within {timeout.sock_read or timeout.total:g} s",
+                provider=adapter.name,
+            )
+        host = _host_of(request.url)
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return UpstreamConnectionError(
+                f"could not connect to {adapter.name} at {host}: {exc.strerror or exc.os_error}",
+                provider=adapter.name,
+            )
+        if isinstance(
+            exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError)
+        ):
+            return UpstreamConnectionError(
+                f"the connection to {adapter.name} at {host} broke before a complete answer ({type(exc).__name__})",
+                provider=adapter.name,
+            )
+        return UpstreamConnectionError(
+            f"the request to {adapter.name} failed ({type(exc).__name__})", provider=adapter.name
+        )
+
+
+def _encode(request: UpstreamRequest) -> bytes | None:
+    if request.raw_body is not None:
+        return request.raw_body
+    return orjson.dumps(request.body) if request.body is not None else None
 
 
 def _decode_error_body(raw: bytes, content_type: str) -> Any:

@@ -140,6 +140,10 @@ class Adapter:
         """In-process providers answer here instead of building an upstream request."""
         raise NotImplementedError
 
+    def respond_stream(self, route_type: RouteType, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        """In-process providers' streamed answer: the standard chunks, in order."""
+        raise NotImplementedError
+
     # ----------------------------------------------------------- per route type (pure)
 
     def _unsupported(self, route_type: RouteType) -> UnsupportedRouteTypeError:
@@ -171,12 +175,15 @@ class Adapter:
         Default: the provider's normal request, for upstreams that stream on ``"stream": true``
         in the body (OpenAI style). Providers with another streaming URL override this.
         """
+        self.check_streaming(route_type)
+        return self.build_request(route_type, payload)
+
+    def check_streaming(self, route_type: RouteType) -> None:
         if route_type not in self.streaming_route_types:
             raise InvalidRequestError(
                 f"Provider '{self.name}' does not stream {route_type.value}; send the request without 'stream'.",
                 param="stream",
             )
-        return self.build_request(route_type, payload)
 
     def stream_decoder(self) -> SSEDecoder:
         """An incremental decoder of the upstream's stream body (SSE unless overridden)."""

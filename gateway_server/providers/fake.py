@@ -16,6 +16,7 @@ from pydantic import Field
 
 from gateway_server.errors import InvalidRequestError
 from gateway_server.providers.base import Adapter, ProviderConfig
+from gateway_server.providers.streaming import chat_chunk, completions_chunk
 from gateway_server.routes import RouteType
 
 __all__ = ["FakeAdapter", "FakeConfig", "fake_embedding"]
@@ -55,6 +56,7 @@ class FakeAdapter(Adapter):
     display_name = "Fake (offline)"
     config_model = FakeConfig
     route_types = frozenset(RouteType)
+    streaming_route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
     in_process = True
     config: FakeConfig
 
@@ -100,6 +102,35 @@ class FakeAdapter(Adapter):
             ],
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
+
+    def respond_stream(self, route_type: RouteType, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        """The same answer as :meth:`respond`, one word a chunk; usage rides on the last chunk."""
+        self.check_streaming(route_type)  # refuses embeddings like a real provider
+        whole = self.respond(route_type, payload)
+        chunks: list[dict[str, Any]] = []
+        for choice in whole["choices"]:
+            index = choice["index"]
+            if route_type is RouteType.CHAT:
+                words = (choice["message"]["content"] or "").split(" ")
+                chunks.append(
+                    chat_chunk(self.model_name, index=index, delta={"role": "assistant", "content": ""})
+                )
+                chunks.extend(
+                    chat_chunk(self.model_name, index=index, delta={"content": w if i == 0 else f" {w}"})
+                    for i, w in enumerate(words)
+                )
+                chunks.append(chat_chunk(self.model_name, index=index, finish_reason=choice["finish_reason"]))
+            else:
+                words = choice["text"].split(" ")
+                chunks.extend(
+                    completions_chunk(self.model_name, index=index, text=w if i == 0 else f" {w}")
+                    for i, w in enumerate(words)
+                )
+                chunks.append(
+                    completions_chunk(self.model_name, index=index, finish_reason=choice["finish_reason"])
+                )
+        chunks[-1]["usage"] = whole["usage"]
+        return chunks
 
     @staticmethod
     def _truncate(answer: str, max_tokens: int | None) -> tuple[str, str]:

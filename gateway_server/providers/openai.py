@@ -12,9 +12,12 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 from pydantic import field_validator, model_validator
 
-from gateway_server.providers.base import Adapter, ProviderConfig, UpstreamRequest
+from gateway_server.errors import UpstreamError
+from gateway_server.providers.base import Adapter, ProviderConfig, UpstreamRequest, reason_from_body
+from gateway_server.providers.streaming import StreamEvent
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
 
@@ -91,6 +94,7 @@ class OpenAIAdapter(Adapter):
     display_name = "OpenAI"
     config_model = OpenAIConfig
     route_types = frozenset(RouteType)
+    streaming_route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
     config: OpenAIConfig
 
     def __init__(self, config: OpenAIConfig, model_name: str | None) -> None:  # type: ignore[override]
@@ -132,6 +136,33 @@ class OpenAIAdapter(Adapter):
 
     def build_embeddings_request(self, payload: dict[str, Any]) -> UpstreamRequest:
         return self._request(RouteType.EMBEDDINGS, payload)
+
+    def build_stream_request(self, route_type: RouteType, payload: dict[str, Any]) -> UpstreamRequest:
+        request = super().build_stream_request(route_type, payload)
+        request.body["stream"] = True
+        # Without this OpenAI sends no usage in a stream; the last chunk must carry it (SPEC §3).
+        options = request.body.get("stream_options") or {}
+        request.body["stream_options"] = {**options, "include_usage": True}
+        return request
+
+    def parse_stream_event(
+        self, route_type: RouteType, event: StreamEvent, state: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        if event.data == "[DONE]":
+            return []
+        data = orjson.loads(event.data)
+        if "error" in data:  # OpenAI reports a failure after the first byte as an event
+            reason = reason_from_body(data, "error event in the stream")
+            raise UpstreamError(f"{self.name} failed mid-stream: {reason}", provider=self.name, reason=reason)
+        chunk: dict[str, Any] = {
+            "object": "chat.completion.chunk" if route_type is RouteType.CHAT else "text_completion",
+            "model": data.get("model") or self.model_name,
+            "choices": data.get("choices") or [],
+        }
+        for key in ("id", "created", "usage", "system_fingerprint"):
+            if data.get(key) is not None:
+                chunk[key] = data[key]
+        return [chunk]
 
     # OpenAI already answers in the standard shapes; parsing checks the shape and keeps only
     # documented fields, so a drifting upstream fails loudly instead of leaking odd keys.

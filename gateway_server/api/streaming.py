@@ -1,0 +1,157 @@
+"""Streaming answers (``"stream": true``): ``text/event-stream``, one ``data: <chunk>`` per event,
+ending with ``data: [DONE]``.
+
+Rules kept here once, for every provider and path:
+
+- the response starts only when the first chunk is ready, so a failure before the first byte
+  answers its normal error status, and ``X-Gateway-Overhead-Ms`` covers the time up to that chunk;
+- every chunk is forwarded as it arrives (no buffering), with one ``id`` and ``created`` for the
+  whole stream and ``role`` on the first delta of each choice;
+- a failure after the first byte is sent as a ``data: {"error": {...}}`` event, then the stream
+  ends without ``[DONE]``: never a silently truncated 200;
+- a client that goes away cancels the upstream request.
+
+Every path streams the OpenAI chunk shapes: the seed-era API never defined a streaming shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from time import perf_counter
+from typing import Any
+
+import orjson
+
+from gateway_server.api.errors import internal_error
+from gateway_server.errors import GatewayError
+from gateway_server.registry import RouteEntry
+from gateway_server.routes import RouteType
+
+__all__ = ["stream_response"]
+
+logger = logging.getLogger("gateway_server")
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),  # tell nginx-style proxies not to buffer either
+]
+DONE = b"data: [DONE]\n\n"
+
+
+async def _aiter(chunks: Iterable[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    for chunk in chunks:
+        yield chunk
+
+
+class _ChunkDecorator:
+    """Fills what the standard requires on every chunk of one stream."""
+
+    __slots__ = ("created", "id", "model", "route_type", "seen_roles")
+
+    def __init__(self, entry: RouteEntry) -> None:
+        self.route_type = entry.route_type
+        prefix = "chatcmpl-" if entry.route_type is RouteType.CHAT else "cmpl-"
+        self.id = prefix + uuid.uuid4().hex
+        self.created = int(time.time())
+        self.model = entry.adapter.model_name
+        self.seen_roles: set[int] = set()
+
+    def __call__(self, chunk: dict[str, Any]) -> bytes:
+        chunk["id"] = chunk.get("id") or self.id
+        chunk["created"] = chunk.get("created") or self.created
+        if not chunk.get("model"):
+            chunk["model"] = self.model
+        if self.route_type is RouteType.CHAT:
+            for choice in chunk.get("choices") or ():
+                index = choice.get("index", 0)
+                if index not in self.seen_roles:
+                    self.seen_roles.add(index)
+                    delta = choice.setdefault("delta", {})
+                    delta.setdefault("role", "assistant")
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def _error_event(exc: GatewayError) -> bytes:
+    payload = exc.to_payload()
+    return b"data: " + orjson.dumps({"error": payload["error"]}) + b"\n\n"
+
+
+async def stream_response(
+    state: Any,
+    entry: RouteEntry,
+    payload: dict[str, Any],
+    receive: Any,
+    send: Any,
+    started: float,
+) -> None:
+    """Serve one streaming invocation. Raises GatewayError only before the response has started."""
+    adapter = entry.adapter
+    route_type = entry.route_type
+    if adapter.in_process:
+        chunks = _aiter(adapter.respond_stream(route_type, payload))
+    else:
+        chunks = state.upstream.stream(adapter, route_type, payload, entry.timeout)
+    decorate = _ChunkDecorator(entry)
+    upstream_started = perf_counter()
+    try:
+        first = await anext(chunks, None)  # an error here is still a normal error response
+    except BaseException:
+        await chunks.aclose()
+        raise
+    upstream_seconds = 0.0 if adapter.in_process else perf_counter() - upstream_started
+    overhead_ms = (perf_counter() - started - upstream_seconds) * 1000
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [*SSE_HEADERS, (b"x-gateway-overhead-ms", f"{overhead_ms:.3f}".encode())],
+        }
+    )
+    await _forward(first, chunks, decorate, receive, send)
+
+
+async def _forward(
+    first: dict[str, Any] | None,
+    chunks: AsyncIterator[dict[str, Any]],
+    decorate: _ChunkDecorator,
+    receive: Any,
+    send: Any,
+) -> None:
+    task = asyncio.current_task()
+    assert task is not None
+    disconnected = False
+
+    async def watch_disconnect() -> None:
+        nonlocal disconnected
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        disconnected = True
+        task.cancel()
+
+    watcher = asyncio.ensure_future(watch_disconnect())
+    ending = DONE
+    try:
+        chunk = first
+        while chunk is not None:
+            await send({"type": "http.response.body", "body": decorate(chunk), "more_body": True})
+            chunk = await anext(chunks, None)
+    except GatewayError as exc:
+        ending = _error_event(exc)
+    except asyncio.CancelledError:
+        if not disconnected:
+            raise
+        task.uncancel()
+        return  # the client is gone: nothing to send; the upstream request is closed below
+    except Exception:  # the process edge of a started response: log, tell the client, end
+        logger.exception("stream failed after the first byte")
+        ending = _error_event(internal_error())
+    finally:
+        watcher.cancel()
+        await chunks.aclose()
+    if not disconnected:
+        await send({"type": "http.response.body", "body": ending, "more_body": False})
