@@ -1,0 +1,84 @@
+"""gatewayctl: the Python client and CLI of an MLflow-AI-Gateway-compatible LLM gateway.
+
+The library API is the seed ``mlflow.gateway`` API (client class, URI functions, fluent route and
+query functions, ``Route``/``RouteType``) plus an async client and typed errors::
+
+    import gatewayctl
+
+    gatewayctl.set_gateway_uri("http://127.0.0.1:5000")
+    answer = gatewayctl.query("chat", {"messages": [{"role": "user", "content": "Hi"}]})
+
+Every error raised on purpose is a :class:`GatewayError`; see ``gateway_server.errors`` for the tree.
+Importing this package never imports the server's web stack (fastapi, uvicorn).
+"""
+
+from gateway_server.errors import (
+    AuthenticationError,
+    ClientRequestError,
+    ConfigError,
+    GatewayError,
+    InvalidRequestError,
+    MethodNotAllowedError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitError,
+    RouteExistsError,
+    RouteNotFoundError,
+    SecretNotFoundError,
+    UnsupportedRouteTypeError,
+    UpstreamConnectionError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeoutError,
+)
+from gateway_server.routes import Route, RouteType
+from gatewayctl._uri import GatewayUriError, get_gateway_uri, set_gateway_uri
+from gatewayctl._version import __version__
+from gatewayctl.client import (
+    AsyncGatewayClient,
+    GatewayClient,
+    GatewayTimeoutError,
+    GatewayUnreachableError,
+    MlflowGatewayClient,
+    PagedList,
+)
+from gatewayctl.fluent import create_route, delete_route, get_route, query, search_routes
+
+__all__ = [
+    "AsyncGatewayClient",
+    "AuthenticationError",
+    "ClientRequestError",
+    "ConfigError",
+    "GatewayClient",
+    "GatewayError",
+    "GatewayTimeoutError",
+    "GatewayUnreachableError",
+    "GatewayUriError",
+    "InvalidRequestError",
+    "MethodNotAllowedError",
+    "MlflowGatewayClient",
+    "PagedList",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "Route",
+    "RouteExistsError",
+    "RouteNotFoundError",
+    "RouteType",
+    "SecretNotFoundError",
+    "UnsupportedRouteTypeError",
+    "UpstreamConnectionError",
+    "UpstreamError",
+    "UpstreamProtocolError",
+    "UpstreamStatusError",
+    "UpstreamTimeoutError",
+    "__version__",
+    "create_route",
+    "delete_route",
+    "get_gateway_uri",
+    "get_route",
+    "query",
+    "search_routes",
+    "set_gateway_uri",
+]

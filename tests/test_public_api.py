@@ -1,0 +1,87 @@
+"""The library surface of ``gatewayctl`` is deliberate: pinned here, and light to import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import gateway_server.errors
+import gatewayctl
+
+PUBLIC_NAMES = [
+    "AsyncGatewayClient",
+    "AuthenticationError",
+    "ClientRequestError",
+    "ConfigError",
+    "GatewayClient",
+    "GatewayError",
+    "GatewayTimeoutError",
+    "GatewayUnreachableError",
+    "GatewayUriError",
+    "InvalidRequestError",
+    "MethodNotAllowedError",
+    "MlflowGatewayClient",
+    "PagedList",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "Route",
+    "RouteExistsError",
+    "RouteNotFoundError",
+    "RouteType",
+    "SecretNotFoundError",
+    "UnsupportedRouteTypeError",
+    "UpstreamConnectionError",
+    "UpstreamError",
+    "UpstreamProtocolError",
+    "UpstreamStatusError",
+    "UpstreamTimeoutError",
+    "__version__",
+    "create_route",
+    "delete_route",
+    "get_gateway_uri",
+    "get_route",
+    "query",
+    "search_routes",
+    "set_gateway_uri",
+]
+
+
+def test_all_is_pinned_and_sorted() -> None:
+    assert gatewayctl.__all__ == PUBLIC_NAMES
+    assert sorted(gatewayctl.__all__) == gatewayctl.__all__
+
+
+def test_every_public_name_exists() -> None:
+    for name in gatewayctl.__all__:
+        assert getattr(gatewayctl, name) is not None, name
+
+
+def test_every_server_error_class_is_reexported_as_the_same_object() -> None:
+    server_errors = [
+        name
+        for name in gateway_server.errors.__all__
+        if isinstance(getattr(gateway_server.errors, name), type)
+        and issubclass(getattr(gateway_server.errors, name), gateway_server.errors.GatewayError)
+    ]
+    assert server_errors  # the tree is not empty
+    for name in server_errors:
+        assert getattr(gatewayctl, name) is getattr(gateway_server.errors, name), name
+
+
+def test_version_matches_the_single_source() -> None:
+    from gatewayctl._version import __version__
+
+    assert gatewayctl.__version__ == __version__
+
+
+def test_import_does_not_load_the_server_web_stack() -> None:
+    code = (
+        "import sys, gatewayctl\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'fastapi', 'uvicorn', 'starlette', 'aiohttp'})\n"
+        "print(','.join(heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == ""
