@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import yarl
 
 from gateway_server.errors import (
     UpstreamConnectionError,
@@ -104,7 +105,7 @@ class UpstreamClient:
         try:
             async with self.session.request(
                 request.method,
-                request.url,
+                _target(request),
                 data=_encode(request),
                 headers=request.headers,
                 timeout=stream_timeout,
@@ -128,11 +129,11 @@ class UpstreamClient:
 
     def _raise_status(self, adapter: Adapter, status: int, headers: Any, raw: bytes) -> None:
         body = _decode_error_body(raw, headers.get("Content-Type", ""))
-        reason = redact(adapter.error_reason(status, body), adapter.secrets())
+        upstream_status, reason = adapter.upstream_error(status, body, headers)
         raise UpstreamStatusError(
             provider=adapter.name,
-            upstream_status=adapter.map_error_status(status, body),
-            reason=reason,
+            upstream_status=upstream_status,
+            reason=redact(reason, adapter.secrets()),
             retry_after=parse_retry_after(headers.get("Retry-After")),
         )
 
@@ -141,7 +142,11 @@ class UpstreamClient:
     ) -> tuple[int, Any, bytes]:
         try:
             async with self.session.request(
-                request.method, request.url, data=_encode(request), headers=request.headers, timeout=timeout
+                request.method,
+                _target(request),
+                data=_encode(request),
+                headers=request.headers,
+                timeout=timeout,
             ) as response:
                 return response.status, response.headers, await response.read()
         except TimeoutError as exc:
@@ -176,6 +181,12 @@ class UpstreamClient:
         return UpstreamConnectionError(
             f"the request to {adapter.name} failed ({type(exc).__name__})", provider=adapter.name
         )
+
+
+def _target(request: UpstreamRequest) -> str | yarl.URL:
+    """A signed request's URL goes out byte for byte: aiohttp would otherwise re-quote it
+    (``%3A`` → ``:``) and break the signature computed over it."""
+    return yarl.URL(request.url, encoded=True) if request.raw_body is not None else request.url
 
 
 def _encode(request: UpstreamRequest) -> bytes | None:

@@ -63,6 +63,7 @@ class UpstreamRequest:
     body: Any = None  # JSON-serialisable; None for a GET
     method: str = "POST"
     # Set by an adapter whose upstream signs the exact bytes (Bedrock SigV4): pre-encoded body.
+    # The URL of such a request is sent verbatim (no re-quoting), since it is signed too.
     raw_body: bytes | None = field(default=None)
 
 
@@ -209,6 +210,14 @@ class Adapter:
         Providers with their own codes override this (Anthropic's 529 "overloaded" is a 503).
         """
         return status
+
+    def upstream_error(self, status: int, body: Any, headers: Mapping[str, str]) -> tuple[int, str]:
+        """``(status for the gateway's table, reason)`` of a non-2xx answer.
+
+        Default: :meth:`map_error_status` and :meth:`error_reason`. Providers whose error kind is
+        in a response header (Bedrock's ``x-amzn-ErrorType``) override this one instead.
+        """
+        return self.map_error_status(status, body), self.error_reason(status, body)
 
     def secrets(self) -> tuple[Secret, ...]:
         return self.config.secrets()

@@ -72,6 +72,7 @@ class RecordedRequest:
     body: bytes
     json: Any  # the parsed body, or None when it is not JSON
     path_params: Mapping[str, str] = field(default_factory=dict)
+    raw_path: str = ""  # the path as sent, still percent-encoded (``path`` is decoded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +303,7 @@ class FakeUpstream:
             body=body,
             json=_parse_json(body),
             path_params=found[0],
+            raw_path=scope.get("raw_path", b"").decode("latin-1") or path,
         )
         handler = found[1]
         if handler is None:
