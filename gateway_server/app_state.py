@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gateway_server.config import GatewayConfig
+from gateway_server.metrics import Metrics
 from gateway_server.providers._http import UpstreamClient
 from gateway_server.registry import InMemoryRegistry, RouteRegistry
 
@@ -17,6 +18,7 @@ class GatewayState:
     registry: RouteRegistry
     max_request_bytes: int
     upstream: UpstreamClient | None = None  # set by the app's lifespan (the pooled session)
+    metrics: Metrics = field(default_factory=Metrics)
     extras: dict[str, object] = field(default_factory=dict)
 
     @classmethod

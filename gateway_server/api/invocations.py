@@ -166,6 +166,7 @@ async def handle_invocation(
     started = perf_counter()
     upstream_seconds = 0.0
     headers = JSON_HEADERS
+    route_label = ""  # a known route's name only: unknown names must not grow the metrics
     try:
         if scope["method"] != "POST":
             raise MethodNotAllowedError(
@@ -173,10 +174,12 @@ async def handle_invocation(
             )
         payload = _parse_payload(await _read_body(scope, receive, state.max_request_bytes))
         entry = _resolve(state, invocation, payload)
+        route_label = entry.name
         route_type = entry.route_type
         payload = VALIDATORS[route_type](payload)
         if payload.get("stream"):
-            await stream_response(state, entry, payload, receive, send, started)
+            overhead = await stream_response(state, entry, payload, receive, send, started)
+            state.metrics.observe(route_label, 200, perf_counter() - started, overhead)
             return
         adapter = entry.adapter
         if adapter.in_process:
@@ -200,7 +203,9 @@ async def handle_invocation(
         logger.exception("unhandled error while serving %s", scope.get("path"))
         error = internal_error()
         status, body = error.status_code, error_body(error)
-    overhead_ms = (perf_counter() - started - upstream_seconds) * 1000
+    elapsed = perf_counter() - started
+    overhead_ms = (elapsed - upstream_seconds) * 1000
+    state.metrics.observe(route_label, status, elapsed, elapsed - upstream_seconds)
     await send(
         {
             "type": "http.response.start",

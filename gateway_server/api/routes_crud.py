@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import PlainTextResponse
 
 from gateway_server.api import paths
 from gateway_server.api.deps import get_state
@@ -91,6 +92,11 @@ async def list_models(state: State) -> dict[str, Any]:
             for entry in state.registry.list()
         ],
     }
+
+
+@router.get(paths.METRICS, summary="Prometheus metrics", response_class=PlainTextResponse)
+async def metrics(state: State) -> PlainTextResponse:
+    return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
 @router.get(paths.HEALTH, summary="Liveness")

@@ -88,8 +88,10 @@ async def stream_response(
     receive: Any,
     send: Any,
     started: float,
-) -> None:
-    """Serve one streaming invocation. Raises GatewayError only before the response has started."""
+) -> float:
+    """Serve one streaming invocation; return the gateway's own seconds up to the first chunk.
+
+    Raises GatewayError only before the response has started."""
     adapter = entry.adapter
     route_type = entry.route_type
     if adapter.in_process:
@@ -113,6 +115,7 @@ async def stream_response(
         }
     )
     await _forward(first, chunks, decorate, receive, send)
+    return overhead_ms / 1000
 
 
 async def _forward(

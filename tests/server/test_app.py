@@ -264,3 +264,14 @@ def test_app_upstream_timeout_and_refused(call, fake_openai: FakeOpenAI) -> None
     assert slow.status_code == 504 and "did not answer within 0.3 s" in slow.json()["error"]["message"]
     dead = call("POST", "/gateway/dead/invocations", json=CHAT)
     assert dead.status_code == 502 and "could not connect to openai" in dead.json()["error"]["message"]
+
+
+def test_app_metrics_count_requests_by_route_and_status(call) -> None:
+    call("POST", "/gateway/offline/invocations", json=CHAT)
+    call("POST", "/gateway/never-configured/invocations", json=CHAT)
+    text = call("GET", "/metrics").text
+    assert 'gateway_requests_total{route="offline",status="200"}' in text
+    assert 'gateway_requests_total{route="",status="404"}' in text
+    assert "never-configured" not in text  # unknown names do not grow the label set
+    assert 'gateway_overhead_seconds_bucket{route="offline",le="+Inf"}' in text
+    assert "# TYPE gateway_request_duration_seconds histogram" in text
