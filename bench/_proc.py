@@ -27,11 +27,15 @@ def require_loopback(host: str) -> str:
     raise ValueError(f"benchmark traffic must stay on loopback; refusing host {host!r}")
 
 
+try:  # taken at import, before pin_self() narrows this process to one core
+    _ALLOWED = sorted(os.sched_getaffinity(0))
+except AttributeError:  # pragma: no cover - non-Linux
+    _ALLOWED = list(range(os.cpu_count() or 1))
+
+
 def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
+    """Cores this benchmark may use (not narrowed by pin_self)."""
+    return len(_ALLOWED)
 
 
 def pinning_available() -> bool:
@@ -40,14 +44,14 @@ def pinning_available() -> bool:
 
 def pin_command(cmd: Sequence[str], cpu: int | None) -> list[str]:
     """Prefix ``cmd`` with ``taskset -c CPU`` when pinning is possible; otherwise return it unchanged."""
-    if cpu is None or not pinning_available() or shutil.which("taskset") is None:
+    if cpu is None or not pinning_available() or cpu not in _ALLOWED or shutil.which("taskset") is None:
         return list(cmd)
     return ["taskset", "-c", str(cpu), *cmd]
 
 
 def pin_self(cpu: int | None) -> bool:
     """Pin the calling process to one core (the load generator runs in-process). True if pinned."""
-    if cpu is None or not pinning_available():
+    if cpu is None or not pinning_available() or cpu not in _ALLOWED:
         return False
     try:
         os.sched_setaffinity(0, {cpu})
@@ -59,7 +63,7 @@ def pin_self(cpu: int | None) -> bool:
 def unpin_self() -> None:
     if hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+            os.sched_setaffinity(0, set(_ALLOWED))
 
 
 def _read(path: str) -> str | None:

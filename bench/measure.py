@@ -115,6 +115,7 @@ class Plan:
     stream_chunks: int = 32
     stream_chunk_delay_ms: float = 5.0
     matrix_seconds: float = 3.0
+    profile_seconds: float = 8.0  # only with --profile
     startup_timeout: float = 60.0
     timeout: float = 10.0
 
@@ -122,6 +123,7 @@ class Plan:
 QUICK = Plan(
     repeats=1, lat_rounds=3, lat_requests=50, lat_warmup=10, tput_seconds=2.0, direct_seconds=1.0,
     stream_rounds=3, stream_requests=3, stream_chunks=8, stream_chunk_delay_ms=2.0, matrix_seconds=0.5,
+    profile_seconds=3.0,
 )  # fmt: skip
 
 
@@ -228,7 +230,8 @@ def added_latency(t: Target, plan: Plan) -> dict:
     d_path, d_body = DIRECT[call.kind]
     common = {"concurrency": 1, "requests": plan.lat_requests, "duration": 60, "warmup": plan.lat_warmup}
     direct = _spec(t.upstream_port, d_path, d_body, {"Authorization": f"Bearer {UPSTREAM_KEY}"}, **common)
-    via = _spec(t.port, call.path, call.body, t.headers, **common, capture_header=overhead_header(t, call))
+    header = overhead_header(t, call)
+    via = _spec(t.port, call.path, call.body, t.headers, **common, capture_header=header)
     pin_self(UPSTREAM_CPU)
     d_runs, g_runs = interleaved(direct, via, plan.lat_rounds)
     d_med = [_median_ms(r) for r in d_runs]
@@ -248,7 +251,8 @@ def added_latency(t: Target, plan: Plan) -> dict:
         "c1_errors": _errors(d_runs + g_runs),
         "c1_requests_per_side": len(g_all),
     }
-    out |= self_reported(g_runs)
+    if header:
+        out |= {"c1_self_reported_header": header} | self_reported(g_runs)
     return out
 
 
@@ -378,6 +382,26 @@ def direct_throughput(upstream_port: int, upstream_pid: int, plan: Plan, loadgen
         out["upstream_cpu_us_per_request"] = round(u / res.ok * 1e6, 2)
         out["upstream_cpu_share"] = round(u / res.elapsed_s, 3)
         out["upstream_capacity_rps"] = round(res.ok / u) if u > 0 else None
+    return out
+
+
+def hop_cost(upstream_port: int, plan: Plan) -> dict:
+    """c=1 direct p50 with the load generator on the upstream's core and on the other core.
+
+    The gateway path crosses cores four times per request (generator -> gateway -> upstream -> gateway ->
+    generator) where the direct path crosses none; half the difference between these two figures is what
+    one cross-core wake-up costs on this machine (on a VM it can be tens of microseconds).
+    """
+    path, body = DIRECT["chat"]
+    spec = _spec(
+        upstream_port, path, body, {}, concurrency=1, requests=plan.lat_requests, warmup=plan.lat_warmup
+    )
+    out = {}
+    for label, cpu in (("same_core", UPSTREAM_CPU), ("cross_core", GATEWAY_CPU)):
+        pin_self(cpu)
+        out[f"c1_{label}_p50_ms"] = _r(_median_ms(run_load_sync(spec)))
+    if out["c1_same_core_p50_ms"] is not None and out["c1_cross_core_p50_ms"] is not None:
+        out["cross_core_hop_ms"] = _r((out["c1_cross_core_p50_ms"] - out["c1_same_core_p50_ms"]) / 2)
     return out
 
 

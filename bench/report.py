@@ -12,7 +12,8 @@ ROWS: list[tuple[str, str, str]] = [
     ("c1_added_p50_ms", "c=1 added latency p50 (median of round deltas)", "ms"),
     ("c1_added_p50_iqr_ms", "  IQR of the round deltas", "ms"),
     ("c1_added_p99_ms", "c=1 added latency p99 (gateway p99 - direct p99)", "ms"),
-    ("c1_self_reported_overhead_median", "c=1 self-reported overhead header (median)", "raw"),
+    ("c1_self_reported_header", "c=1 gateway's self-reported overhead header", ""),
+    ("c1_self_reported_overhead_median", "  its median value (cross-check with the added p50)", "raw"),
     ("tput_rps", "c=64 throughput, 1 worker", "rps"),
     ("tput_p50_ms", "c=64 latency p50", "ms"),
     ("tput_p99_ms", "c=64 latency p99", "ms"),
@@ -42,6 +43,9 @@ DIRECT_ROWS: list[tuple[str, str, str]] = [
     ("upstream_capacity_rps", "upstream capacity on one core (1 / CPU per request)", "rps"),
     ("loadgen_cpu_share", "load generator CPU use there", "cores"),
     ("same_core_rps", "direct, c=64, load generator sharing the upstream's core", "rps"),
+    ("c1_same_core_p50_ms", "direct, c=1 p50, load generator on the upstream's core", "ms"),
+    ("c1_cross_core_p50_ms", "direct, c=1 p50, load generator on the other core", "ms"),
+    ("cross_core_hop_ms", "cost of one cross-core hop (half the difference)", "ms"),
 ]
 
 

@@ -73,6 +73,7 @@ class Scenario:
     primary: str = "seed chat"
     features: bool = False
     streaming: bool = True
+    profile_to: Path | None = None  # where py-spy's collapsed stacks go (first repeat only); None = off
 
 
 def _model(name: str, upstream_port: int) -> dict:
@@ -106,7 +107,16 @@ def gateway_config(upstream_port: int, features: bool = False) -> dict:
     return config
 
 
-def scenarios(args: argparse.Namespace, upstream_port: int) -> list[Scenario]:
+def scenarios(args: argparse.Namespace, upstream_port: int, out_path: Path) -> list[Scenario]:
+    todo = _scenarios(args, upstream_port)
+    if args.profile:
+        todo = [
+            replace(sc, profile_to=out_path.with_suffix(f".{_slug(sc.name)}.collapsed.txt")) for sc in todo
+        ]
+    return todo
+
+
+def _scenarios(args: argparse.Namespace, upstream_port: int) -> list[Scenario]:
     out = [
         Scenario("gatewayctl", args.gateway_cmd, gateway_config(upstream_port), primary=args.primary),
     ]
@@ -174,6 +184,8 @@ def run_scenario(sc: Scenario, upstream: UpstreamHandle, plan: Plan, workdir: Pa
             return {"error": f"not available: {why}: {measure.read_tail(log)}"}
         target = Target(port, proc.pid, upstream.port, upstream.pid, sc.headers, sc.primary)
         figures = measure_gateway(sc, target, plan, round(startup, 3))
+        if sc.profile_to is not None and repeat == 0 and "tput_rps" in figures:
+            figures["profile"] = run_profile(target, plan, sc.profile_to)
         if proc.poll() is not None:
             figures["error"] = (
                 f"gateway exited during the run (code {proc.returncode}): {measure.read_tail(log)}"
@@ -181,6 +193,18 @@ def run_scenario(sc: Scenario, upstream: UpstreamHandle, plan: Plan, workdir: Pa
         return figures
     finally:
         terminate(proc)
+
+
+def run_profile(t: Target, plan: Plan, out: Path) -> dict:
+    from bench.profile import profile
+
+    def drive(seconds: float) -> None:
+        measure.throughput(t, replace(plan, tput_seconds=seconds))
+
+    print(
+        f"  profiling pid {t.pid} with py-spy for {plan.profile_seconds:.0f} s", file=sys.stderr, flush=True
+    )
+    return profile(t.pid, plan.profile_seconds, out, UPSTREAM_CPU, drive)
 
 
 def measure_gateway(sc: Scenario, t: Target, plan: Plan, startup: float) -> dict:
@@ -216,7 +240,7 @@ def direct_figures(upstream: UpstreamHandle, plan: Plan) -> dict:
     """The upstream alone (load generator on the other core), then with the generator beside it."""
     other = measure.direct_throughput(upstream.port, upstream.pid, plan, GATEWAY_CPU)
     same = measure.direct_throughput(upstream.port, upstream.pid, plan, UPSTREAM_CPU)
-    return other | {"same_core_rps": same["rps"], "same_core_p50_ms": same["p50_ms"]}
+    return other | {"same_core_rps": same["rps"]} | measure.hop_cost(upstream.port, plan)
 
 
 def _version(dist: str) -> str | None:
@@ -285,11 +309,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--wait-quiet", type=float, default=0.0, metavar="S",
         help=f"before each repeat wait up to S seconds for other processes to use < {QUIET_CORES} cores",
     )  # fmt: skip
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the measurements, sample each gateway with py-spy at c=64",
+    )
     ap.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     return ap.parse_args(argv)
 
 
-def run(args: argparse.Namespace, plan: Plan, workdir: Path) -> dict:
+def run(args: argparse.Namespace, plan: Plan, workdir: Path, out_path: Path) -> dict:
     direct_raw: list[dict] = []
     raw: dict[str, list[dict]] = {}
     upstream = None
@@ -299,7 +328,7 @@ def run(args: argparse.Namespace, plan: Plan, workdir: Path) -> dict:
             cpu=UPSTREAM_CPU,
             max_seconds=4 * 3600,
         )
-        todo = scenarios(args, upstream.port)
+        todo = scenarios(args, upstream.port, out_path)
         if args.mlflow:
             todo = _with_mlflow_checked(todo)
         for rep in range(plan.repeats):
@@ -347,7 +376,24 @@ def summarise(raw: dict, mlflow: bool) -> tuple[dict, str]:
     if notes:
         lines += ["", "Not available / errors:", *notes]
     lines += ["", "Request paths, c=64 rps:", table(columns, _path_rows(columns), None)]
+    lines += profiles(raw["scenarios"])
     return {"scenarios": columns, "direct": direct}, "\n".join(lines)
+
+
+def profiles(raw: dict[str, list[dict]]) -> list[str]:
+    out = []
+    for name, reps in raw.items():
+        prof = reps[0].get("profile") if reps else None
+        if not prof:
+            continue
+        out += ["", f"Profile of {name} at c=64 (py-spy, share of self time):"]
+        if "samples" not in prof:
+            out.append(f"  {prof.get('profile')}")
+            continue
+        pkgs = ", ".join(f"{k} {v}%" for k, v in list(prof.get("self_by_package_pct", {}).items())[:8])
+        out.append(f"  by package: {pkgs}  ({prof['samples']} samples)")
+        out += [f"  {v:5.1f}%  {k}" for k, v in list(prof.get("top_self_pct", {}).items())[:12]]
+    return out
 
 
 def _path_rows(columns: dict[str, dict]) -> list[tuple[str, str, str]]:
@@ -407,7 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     info = meta(argv, plan)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gatewayctl-bench-") as tmp:
-        raw = run(args, plan, Path(tmp))
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        raw = run(args, plan, Path(tmp), out_path)
     summary, text = summarise(raw, args.mlflow)
     info["wall_s"] = round(time.perf_counter() - started, 1)
     print(text)
