@@ -7,8 +7,12 @@ with a ``<Vendor>Config`` and a ``<Vendor>Adapter``, and one line here.
 
 from __future__ import annotations
 
+from gateway_server.providers.anthropic import AnthropicAdapter
 from gateway_server.providers.base import Adapter, ProviderConfig, UpstreamRequest
+from gateway_server.providers.cohere import CohereAdapter
 from gateway_server.providers.fake import FakeAdapter
+from gateway_server.providers.gemini import GeminiAdapter
+from gateway_server.providers.mistral import MistralAdapter
 from gateway_server.providers.openai import OpenAIAdapter
 
 __all__ = [
@@ -25,6 +29,10 @@ PROVIDERS: dict[str, type[Adapter]] = {
     for adapter in (
         OpenAIAdapter,
         FakeAdapter,
+        AnthropicAdapter,
+        CohereAdapter,
+        MistralAdapter,
+        GeminiAdapter,
     )
 }
 
