@@ -20,6 +20,7 @@ from gateway_server.api.invocations import handle_invocation, match_invocation
 from gateway_server.api.openapi import install_openapi
 from gateway_server.api.routes_crud import router as routes_router
 from gateway_server.app_state import GatewayState
+from gateway_server.auth import ALLOW_UNAUTHENTICATED_ADMIN_ENV
 from gateway_server.config import GatewayConfig, load_config
 from gateway_server.providers._http import UpstreamClient, create_session
 
@@ -82,7 +83,9 @@ def create_app_from_env() -> GatewayApp:
     path = os.environ.get(CONFIG_ENV)
     if not path:
         raise RuntimeError(f"{CONFIG_ENV} is not set; it must name the gateway's config file")
-    return create_app_from_path(path)
+    app = create_app_from_path(path)
+    app.state.auth.allow_unauthenticated_admin = os.environ.get(ALLOW_UNAUTHENTICATED_ADMIN_ENV) == "1"
+    return app
 
 
 def _version() -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
+from gateway_server.auth import KeyTable
 from gateway_server.config import GatewayConfig
 from gateway_server.metrics import Metrics
 from gateway_server.providers._http import UpstreamClient
@@ -17,6 +19,8 @@ class GatewayState:
     config: GatewayConfig
     registry: RouteRegistry
     max_request_bytes: int
+    auth: KeyTable = field(default_factory=KeyTable)  # who may query and who may change routes
+    admin_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one route change at a time
     upstream: UpstreamClient | None = None  # set by the app's lifespan (the pooled session)
     metrics: Metrics = field(default_factory=Metrics)
     extras: dict[str, object] = field(default_factory=dict)
@@ -27,4 +31,5 @@ class GatewayState:
             config=config,
             registry=InMemoryRegistry(config.routes),
             max_request_bytes=config.server.max_request_bytes,
+            auth=KeyTable.from_config(config.auth),
         )

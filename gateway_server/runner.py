@@ -15,6 +15,7 @@ import sys
 import uvicorn
 
 from gateway_server.app import CONFIG_ENV, create_app
+from gateway_server.auth import ALLOW_UNAUTHENTICATED_ADMIN_ENV
 from gateway_server.config import load_config
 
 __all__ = ["run"]
@@ -49,10 +50,29 @@ def run(
         "log_level": "info",
     }
     if allow_unauthenticated_admin:
-        os.environ["GATEWAYCTL_ALLOW_UNAUTHENTICATED_ADMIN"] = "1"
+        _warn_unauthenticated_admin(has_keys=config.auth is not None)
     logger.info("serving %d route(s) from %s on http://%s:%d", len(config.routes), config_path, host, port)
     if workers > 1:
         os.environ[CONFIG_ENV] = os.path.abspath(config_path)
+        # The worker factory's only channel; a single process gets the flag as an attribute below.
+        os.environ[ALLOW_UNAUTHENTICATED_ADMIN_ENV] = "1" if allow_unauthenticated_admin else "0"
         uvicorn.run("gateway_server.app:create_app_from_env", factory=True, workers=workers, **common)
         return
-    uvicorn.Server(uvicorn.Config(create_app(config), **common)).run()
+    app = create_app(config)
+    app.state.auth.allow_unauthenticated_admin = allow_unauthenticated_admin
+    uvicorn.Server(uvicorn.Config(app, **common)).run()
+
+
+def _warn_unauthenticated_admin(*, has_keys: bool) -> None:
+    # Printed, not only logged: the operator must see it whatever the logging setup.
+    if has_keys:
+        message = (
+            "WARNING: --allow-unauthenticated-admin has no effect: the config has an 'auth:' section, "
+            "so route changes need a key with the 'admin' scope."
+        )
+    else:
+        message = (
+            "WARNING: --allow-unauthenticated-admin: anyone who can reach this server can create and "
+            "delete routes (and so rewrite the config file). Use it for local development only."
+        )
+    print(message, file=sys.stderr, flush=True)

@@ -23,6 +23,7 @@ import orjson
 from gateway_server.api import paths
 from gateway_server.api.errors import error_body, internal_error
 from gateway_server.api.streaming import stream_response
+from gateway_server.auth import QUERY
 from gateway_server.errors import (
     GatewayError,
     InvalidRequestError,
@@ -172,6 +173,8 @@ async def handle_invocation(
             raise MethodNotAllowedError(
                 f"Method {scope['method']} is not allowed on {scope['path']}; use POST."
             )
+        # Before the body is read: 401/403 cost nothing and never reveal which routes exist.
+        state.auth.authorize(scope["headers"], QUERY)
         payload = _parse_payload(await _read_body(scope, receive, state.max_request_bytes))
         entry = _resolve(state, invocation, payload)
         route_label = entry.name

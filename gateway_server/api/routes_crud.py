@@ -1,28 +1,81 @@
-"""Read routes (seed era ``/api/2.0/gateway/routes/``) and endpoints (MLflow 2.9+), paged like MLflow:
-the page token is base64 of ``{"index": N}``; a bad token is a 400, not MLflow's 500."""
+"""Routes (seed era ``/api/2.0/gateway/routes/``) and endpoints (MLflow 2.9+): list, get, create, delete.
+
+Listing is paged like MLflow: the page token is base64 of ``{"index": N}``; a bad token is a 400,
+not MLflow's 500. Listing needs a key with the ``query`` scope when the config has ``auth:`` keys
+(the names and models of routes are part of what a key protects); create and delete need
+``admin``. A created route is validated exactly as the config file is (``config.parse_route``),
+saved to the config file (``persist.py``), then added to the registry; delete does the reverse.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
+import logging
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway_server.api import paths
 from gateway_server.api.deps import get_state
 from gateway_server.app_state import GatewayState
-from gateway_server.errors import InvalidRequestError, RouteNotFoundError
+from gateway_server.auth import ADMIN, QUERY
+from gateway_server.config import parse_route
+from gateway_server.errors import GatewayError, InvalidRequestError, RouteExistsError, RouteNotFoundError
+from gateway_server.persist import ConfigNotPersistableError, add_route, remove_route
+from gateway_server.registry import RouteEntry
 
 __all__ = ["router"]
 
 MAX_PAGE = 3000  # MLflow's fixed page size
 
+logger = logging.getLogger("gateway_server")
+
 router = APIRouter()
 
+# Declared for the OpenAPI document ("Authorize" in /docs); the check itself is auth.KeyTable's.
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="GatewayKey",
+    description="A gateway API key from the config's auth.keys, sent as 'Authorization: Bearer <key>'.",
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def _require_query(request: Request, _: Credentials) -> str | None:
+    return request.app.state.gateway.auth.authorize(request.scope["headers"], QUERY)
+
+
+def _require_admin(request: Request, _: Credentials) -> str | None:
+    return request.app.state.gateway.auth.authorize(request.scope["headers"], ADMIN)
+
+
 State = Annotated[GatewayState, Depends(get_state)]
+QueryKey = Depends(_require_query)
+AdminKey = Depends(_require_admin)
+RouteBody = Annotated[
+    dict[str, Any],
+    Body(
+        description="A route exactly as in the config file's routes: list (name, route_type or "
+        "endpoint_type, model: {name, provider, config}, and the optional extensions).",
+        examples=[
+            {
+                "name": "chat",
+                "route_type": "llm/v1/chat",
+                "model": {
+                    "name": "gpt-4o-mini",
+                    "provider": "openai",
+                    "config": {"openai_api_key": "$OPENAI_API_KEY"},
+                },
+            }
+        ],
+    ),
+]
 PageToken = Annotated[str | None, Query(description="next_page_token of the previous page")]
 MaxResults = Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")]
 
@@ -53,14 +106,14 @@ def _page(items: list[dict[str, Any]], key: str, token: str | None, size: int) -
     return page
 
 
-@router.get(paths.ROUTES, summary="List routes (seed-era shape)")
+@router.get(paths.ROUTES, dependencies=[QueryKey], summary="List routes (seed-era shape)")
 async def list_routes(
     state: State, page_token: PageToken = None, max_results: MaxResults = MAX_PAGE
 ) -> dict[str, Any]:
     return _page([entry.public for entry in state.registry.list()], "routes", page_token, max_results)
 
 
-@router.get(paths.ROUTE, summary="Get one route (seed-era shape)")
+@router.get(paths.ROUTE, dependencies=[QueryKey], summary="Get one route (seed-era shape)")
 async def get_route(name: str, state: State) -> dict[str, Any]:
     entry = state.registry.get(name)
     if entry is None:
@@ -68,14 +121,14 @@ async def get_route(name: str, state: State) -> dict[str, Any]:
     return entry.public
 
 
-@router.get(paths.ENDPOINTS, summary="List endpoints (MLflow 2.9+ shape)")
+@router.get(paths.ENDPOINTS, dependencies=[QueryKey], summary="List endpoints (MLflow 2.9+ shape)")
 async def list_endpoints(
     state: State, page_token: PageToken = None, max_results: MaxResults = MAX_PAGE
 ) -> dict[str, Any]:
     return _page([entry.endpoint for entry in state.registry.list()], "endpoints", page_token, max_results)
 
 
-@router.get(paths.ENDPOINT, summary="Get one endpoint (MLflow 2.9+ shape)")
+@router.get(paths.ENDPOINT, dependencies=[QueryKey], summary="Get one endpoint (MLflow 2.9+ shape)")
 async def get_endpoint(name: str, state: State) -> dict[str, Any]:
     entry = state.registry.get(name)
     if entry is None:
@@ -83,7 +136,9 @@ async def get_endpoint(name: str, state: State) -> dict[str, Any]:
     return entry.endpoint
 
 
-@router.get(paths.V1_MODELS, summary="OpenAI-compatible model list: one model per route")
+@router.get(
+    paths.V1_MODELS, dependencies=[QueryKey], summary="OpenAI-compatible model list: one model per route"
+)
 async def list_models(state: State) -> dict[str, Any]:
     return {
         "object": "list",
@@ -92,6 +147,85 @@ async def list_models(state: State) -> dict[str, Any]:
             for entry in state.registry.list()
         ],
     }
+
+
+@router.post(
+    paths.ROUTES, dependencies=[AdminKey], summary="Create a route (admin scope); saved to the config file"
+)
+async def create_route(body: RouteBody, state: State) -> dict[str, Any]:
+    return (await _create(state, body)).public
+
+
+@router.delete(
+    paths.ROUTE, dependencies=[AdminKey], summary="Delete a route (admin scope); saved to the config file"
+)
+async def delete_route(name: str, state: State) -> dict[str, Any]:
+    await _delete(state, name, "route")
+    return {}
+
+
+@router.post(
+    paths.ENDPOINTS, dependencies=[AdminKey], summary="Create an endpoint (MLflow 2.9+ shape; admin scope)"
+)
+async def create_endpoint(body: RouteBody, state: State) -> dict[str, Any]:
+    return (await _create(state, body)).endpoint
+
+
+@router.delete(
+    paths.ENDPOINT, dependencies=[AdminKey], summary="Delete an endpoint (MLflow 2.9+ shape; admin scope)"
+)
+async def delete_endpoint(name: str, state: State) -> dict[str, Any]:
+    await _delete(state, name, "endpoint")
+    return {}
+
+
+def _config_path(state: GatewayState) -> str:
+    path = state.config.path
+    if path is None:
+        raise ConfigNotPersistableError()
+    return path
+
+
+async def _create(state: GatewayState, body: dict[str, Any]) -> RouteEntry:
+    path = _config_path(state)
+    route = parse_route(body)  # ConfigError (400) listing every problem, in the file's words
+    async with state.admin_lock:
+        if state.registry.get(route.name) is not None:
+            raise RouteExistsError(route.name)
+        # Saved first: a route that could not be saved is not served. Written as given, so a
+        # $ENV reference stays a reference in the file.
+        await _persist(add_route, path, body)
+        try:
+            entry = state.registry.add(route)
+        except RouteExistsError:  # a hot reload of the file just written got there first
+            entry = state.registry.get(route.name)
+            assert entry is not None
+    logger.info("route '%s' created (saved to %s)", route.name, path)
+    return entry
+
+
+async def _delete(state: GatewayState, name: str, noun: str) -> None:
+    path = _config_path(state)
+    async with state.admin_lock:
+        if state.registry.get(name) is None:
+            raise RouteNotFoundError(name, noun=noun)
+        try:
+            await _persist(remove_route, path, name)
+        except RouteNotFoundError:  # the file changed under us; the registry follows the file
+            logger.warning("route '%s' was no longer in %s; removing it from the running table", name, path)
+        with contextlib.suppress(RouteNotFoundError):  # a hot reload may have removed it already
+            state.registry.remove(name)
+    logger.info("route '%s' deleted (saved to %s)", name, path)
+
+
+async def _persist(change: Any, path: str, arg: Any) -> None:
+    try:
+        await asyncio.to_thread(change, path, arg)
+    except OSError as exc:
+        logger.error("could not save a route change to %s: %s", path, exc.strerror)
+        raise GatewayError(
+            f"The change was not made: the config file could not be written ({exc.strerror})."
+        ) from None
 
 
 @router.get(paths.METRICS, summary="Prometheus metrics", response_class=PlainTextResponse)
