@@ -1,0 +1,46 @@
+"""Options shared by every command that talks to a gateway, and the client they configure."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from gatewayctl._uri import GATEWAY_URI_ENV
+from gatewayctl.cli.output import OutputFormat
+from gatewayctl.client import API_KEY_ENV, DEFAULT_TIMEOUT, GatewayClient
+
+__all__ = ["ApiKey", "GatewayUri", "Output", "Timeout", "make_client"]
+
+GatewayUri = Annotated[
+    str | None,
+    typer.Option(
+        "--gateway-uri",
+        envvar=GATEWAY_URI_ENV,
+        show_envvar=True,
+        help="URI of the gateway, e.g. http://127.0.0.1:5000.",
+    ),
+]
+ApiKey = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar=API_KEY_ENV,
+        show_envvar=True,
+        help="Gateway key, sent as a Bearer token (create and delete need the admin scope).",
+    ),
+]
+Timeout = Annotated[
+    float,
+    typer.Option("--timeout", min=0.001, help="Seconds to wait for the gateway's answer."),
+]
+Output = Annotated[
+    OutputFormat,
+    typer.Option("--output", "-o", case_sensitive=False, help="text for people, json for scripts."),
+]
+
+
+def make_client(
+    gateway_uri: str | None, api_key: str | None, timeout: float = DEFAULT_TIMEOUT
+) -> GatewayClient:
+    return GatewayClient(gateway_uri, api_key=api_key, timeout=timeout)

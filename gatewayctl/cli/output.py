@@ -1,0 +1,148 @@
+"""How commands print: rich tables for people on stdout, diagnostics on stderr, JSON for scripts.
+
+``--output json`` prints one envelope ``{"version": 1, "data": ...}`` on stdout (one compact
+envelope per line when streaming); the version changes only when the shape of ``data`` does.
+Text that came from a model or a server is printed without rich markup interpretation.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from gateway_server.errors import ConfigError, GatewayError, RateLimitError
+from gateway_server.routes import Route
+from gatewayctl._uri import GatewayUriError
+from gatewayctl.client import GatewayUnreachableError
+
+__all__ = [
+    "JSON_ENVELOPE_VERSION",
+    "OutputFormat",
+    "emit_json",
+    "print_route",
+    "print_routes",
+    "print_text",
+    "report_error",
+    "route_data",
+    "say",
+    "warn",
+]
+
+JSON_ENVELOPE_VERSION = 1
+
+
+class OutputFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+def _stdout() -> Console:
+    # Built per call so the console follows the current sys.stdout (tests swap it).
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def emit_json(data: Any, *, compact: bool = False) -> None:
+    """Print ``data`` in the versioned envelope on stdout."""
+    envelope = {"version": JSON_ENVELOPE_VERSION, "data": data}
+    typer.echo(json.dumps(envelope, separators=(",", ":")) if compact else json.dumps(envelope, indent=2))
+
+
+def say(message: str) -> None:
+    """A diagnostic for people (stderr), markup-free."""
+    _stderr().print(message, markup=False)
+
+
+def warn(message: str) -> None:
+    _stderr().print(f"[yellow]warning:[/yellow] {escape(message)}")
+
+
+def route_data(route: Route) -> dict[str, Any]:
+    return route.model_dump(mode="json")
+
+
+def print_routes(routes: list[Route]) -> None:
+    if not routes:
+        say("The gateway has no routes.")
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("NAME", "TYPE", "PROVIDER", "MODEL"):  # the URL is in `routes get` and the JSON
+        table.add_column(column, overflow="fold")
+    for route in routes:
+        table.add_row(
+            escape(route.name),
+            route.route_type.value,
+            escape(route.model.provider),
+            escape(route.model.name or "-"),
+        )
+    _stdout().print(table)
+
+
+def print_route(route: Route) -> None:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    rows = [
+        ("name", route.name),
+        ("route type", route.route_type.value),
+        ("provider", route.model.provider),
+        ("model", route.model.name or "-"),
+        ("url", route.route_url),
+    ]
+    if route.limit is not None:
+        rows.append(("limit", f"{route.limit.calls} per {route.limit.renewal_period}"))
+    for key, value in rows:
+        table.add_row(key, escape(value))
+    _stdout().print(table)
+
+
+def _hint(error: BaseException) -> str | None:
+    if isinstance(error, GatewayUnreachableError):
+        return "Is the gateway running at that address? Set it with --gateway-uri or MLFLOW_GATEWAY_URI."
+    if isinstance(error, GatewayUriError):
+        return "Pass --gateway-uri URI or set MLFLOW_GATEWAY_URI."
+    if isinstance(error, GatewayError) and error.status_code in (401, 403):
+        return "Pass a gateway key with --api-key or GATEWAYCTL_API_KEY (create/delete need the admin scope)."
+    if isinstance(error, RateLimitError) and error.retry_after:
+        return f"Retry after {error.retry_after:g} s."
+    return None
+
+
+def report_error(error: BaseException, *, debug: bool) -> None:
+    """Tell people on stderr why a command failed; the traceback only with ``debug``."""
+    console = _stderr()
+    if debug:
+        console.print_exception(show_locals=False)
+    if isinstance(error, ConfigError):
+        for issue in error.issues:
+            console.print(str(issue), markup=False)
+        count = len(error.issues)
+        console.print(
+            f"[bold red]error:[/bold red] invalid configuration ({count} problem{'s' * (count != 1)})"
+        )
+        return
+    if isinstance(error, GatewayError):
+        console.print(f"[bold red]error:[/bold red] {escape(error.message)}")
+    else:
+        console.print(f"[bold red]error:[/bold red] unexpected {type(error).__name__}: {escape(str(error))}")
+        if not debug:
+            console.print("Run with --debug for the traceback.")
+    hint = _hint(error)
+    if hint:
+        console.print(hint, markup=False)
+
+
+def print_text(text: str, *, end: str = "\n") -> None:
+    """Model output, verbatim (no markup, no wrapping), flushed so streamed tokens show at once."""
+    sys.stdout.write(text + end)
+    sys.stdout.flush()

@@ -1,0 +1,174 @@
+"""``gatewayctl routes list | get | create | delete``: the routes of a running gateway."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from gateway_server.errors import ConfigError, ConfigIssue
+from gateway_server.routes import RouteType
+from gatewayctl.cli import output
+from gatewayctl.cli.options import ApiKey, GatewayUri, Output, Timeout, make_client
+from gatewayctl.client import DEFAULT_TIMEOUT
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="routes",
+    help="List, show, create and delete the routes of a running gateway.",
+    no_args_is_help=True,
+)
+
+
+@app.command("list")
+def list_routes(
+    gateway_uri: GatewayUri = None,
+    api_key: ApiKey = None,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    output_format: Output = output.OutputFormat.TEXT,
+) -> None:
+    """List every route of the gateway."""
+    with make_client(gateway_uri, api_key, timeout) as client:
+        routes = client.list_routes()
+    if output_format is output.OutputFormat.JSON:
+        output.emit_json([output.route_data(route) for route in routes])
+    else:
+        output.print_routes(routes)
+
+
+@app.command("get")
+def get_route(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Route name.")],
+    gateway_uri: GatewayUri = None,
+    api_key: ApiKey = None,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    output_format: Output = output.OutputFormat.TEXT,
+) -> None:
+    """Show one route."""
+    with make_client(gateway_uri, api_key, timeout) as client:
+        route = client.get_route(name)
+    if output_format is output.OutputFormat.JSON:
+        output.emit_json(output.route_data(route))
+    else:
+        output.print_route(route)
+
+
+def _parse_config_pairs(pairs: list[str]) -> dict[str, str]:
+    config: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--config")
+        config[key] = value
+    return config
+
+
+def _load_route_file(path: Path) -> dict[str, Any]:
+    """One route definition (``name``?, ``route_type``, ``model``), as in a config's ``routes:`` list."""
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError([ConfigIssue(f"not valid YAML: {exc}", path=str(path), line=line)]) from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError("expected a mapping with route_type and model (one route entry)", path=str(path))
+    return loaded
+
+
+def _route_from_file(name: str | None, path: Path) -> tuple[str, str, dict[str, Any]]:
+    entry = _load_route_file(path)
+    file_name = entry.get("name")
+    if name and file_name and name != file_name:
+        raise typer.BadParameter(
+            f"NAME {name!r} differs from name {file_name!r} in {path}", param_hint="NAME"
+        )
+    missing = [key for key in ("route_type", "model") if key not in entry]
+    if missing:
+        raise ConfigError(f"missing {' and '.join(missing)} (expected one route entry)", path=str(path))
+    chosen = name or file_name
+    if not chosen:
+        raise typer.BadParameter("give NAME, or a name in the file", param_hint="NAME")
+    return str(chosen), str(entry["route_type"]), entry["model"]
+
+
+def _route_from_options(
+    name: str | None, route_type: RouteType | None, provider: str | None, model: str | None, config: list[str]
+) -> tuple[str, str, dict[str, Any]]:
+    needed = {"NAME": name, "--route-type": route_type, "--provider": provider, "--model": model}
+    missing = [hint for hint, value in needed.items() if not value]
+    if missing:
+        raise typer.BadParameter(f"missing {', '.join(missing)} (or use --from-file)")
+    return (
+        str(name),
+        RouteType(route_type).value,
+        {"name": model, "provider": provider, "config": _parse_config_pairs(config)},
+    )
+
+
+@app.command("create")
+def create_route(  # noqa: PLR0913 - one parameter per CLI option
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="Route name (may come from --from-file).")
+    ] = None,
+    route_type: Annotated[RouteType | None, typer.Option("--route-type", help="Route type.")] = None,
+    provider: Annotated[str | None, typer.Option("--provider", help="Provider, e.g. openai.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model name at the provider.")] = None,
+    config: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--config",
+            metavar="KEY=VALUE",
+            help="Provider config entry, repeatable; write secrets as $ENV_VAR (resolved by the server).",
+        ),
+    ] = None,
+    from_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-file", exists=True, dir_okay=False, help="YAML/JSON file holding one route entry."
+        ),
+    ] = None,
+    gateway_uri: GatewayUri = None,
+    api_key: ApiKey = None,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    output_format: Output = output.OutputFormat.TEXT,
+) -> None:
+    """Create a route on the gateway (needs an admin key)."""
+    if from_file is not None:
+        if route_type or provider or model or config:
+            raise typer.BadParameter(
+                "--from-file cannot be combined with --route-type/--provider/--model/--config"
+            )
+        definition = _route_from_file(name, from_file)
+    else:
+        definition = _route_from_options(name, route_type, provider, model, config or [])
+    with make_client(gateway_uri, api_key, timeout) as client:
+        route = client.create_route(*definition)
+    if output_format is output.OutputFormat.JSON:
+        output.emit_json(output.route_data(route))
+    else:
+        output.say(f"Created route '{route.name}'.")
+        output.print_route(route)
+
+
+@app.command("delete")
+def delete_route(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Route name.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    gateway_uri: GatewayUri = None,
+    api_key: ApiKey = None,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    output_format: Output = output.OutputFormat.TEXT,
+) -> None:
+    """Delete a route from the gateway (needs an admin key)."""
+    with make_client(gateway_uri, api_key, timeout) as client:
+        if not yes:
+            typer.confirm(f"Delete route '{name}' from {client.gateway_uri}?", abort=True, err=True)
+        client.delete_route(name)
+    if output_format is output.OutputFormat.JSON:
+        output.emit_json({"deleted": name})
+    else:
+        output.say(f"Deleted route '{name}'.")

@@ -1,0 +1,65 @@
+"""``gatewayctl serve CONFIG``: validate the config, then run the gateway server until stopped.
+
+The server stack (fastapi, uvicorn) is imported only here, when the command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gatewayctl.cli import output
+
+__all__ = ["serve"]
+
+
+def serve(
+    config: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, metavar="CONFIG", help="Config file (YAML).")
+    ],
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to bind.")] = 5000,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
+    allow_unauthenticated_admin: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unauthenticated-admin",
+            help="Allow creating and deleting routes without an admin key (local development only).",
+        ),
+    ] = False,
+    graceful_timeout: Annotated[
+        float,
+        typer.Option(
+            "--graceful-timeout", min=0, help="Seconds in-flight requests get to finish on shutdown."
+        ),
+    ] = 30.0,
+    check: Annotated[
+        bool, typer.Option("--check", help="Validate the config and exit without serving.")
+    ] = False,
+) -> None:
+    """Run the gateway: validate CONFIG, then serve it until stopped (SIGTERM or Ctrl-C).
+
+    An invalid config prints every problem and exits 3; --check stops after validating.
+    """
+    if check:
+        from gateway_server.config import load_config
+
+        loaded = load_config(str(config))
+        for warning in loaded.warnings:
+            output.warn(str(warning))
+        count = len(loaded.routes)
+        output.say(f"{config}: OK ({count} route{'s' * (count != 1)}); not serving (--check).")
+        return
+
+    from gateway_server.runner import run
+
+    run(
+        str(config),
+        host=host,
+        port=port,
+        workers=workers,
+        allow_unauthenticated_admin=allow_unauthenticated_admin,
+        graceful_timeout=graceful_timeout,
+    )

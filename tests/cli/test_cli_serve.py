@@ -1,0 +1,103 @@
+"""``gatewayctl serve``: validates first (exit 3 on a bad config), --check stops there, options reach the runner."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_helpers import FAKE_CONFIG
+from typer.testing import Result
+
+from gateway_server.errors import ConfigError, ConfigIssue
+
+Cli = Callable[..., Result]
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> str:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(FAKE_CONFIG, encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture
+def runner_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
+    calls: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr("gateway_server.runner.run", lambda path, **options: calls.append((path, options)))
+    return calls
+
+
+def test_check_validates_and_does_not_serve(
+    cli: Cli, config_path: str, runner_calls: list[tuple[str, dict[str, Any]]]
+) -> None:
+    result = cli("serve", config_path, "--check")
+    assert result.exit_code == 0, result.output
+    assert f"{config_path}: OK (3 routes); not serving (--check)." in result.stderr
+    assert runner_calls == []
+
+
+def test_check_on_a_bad_config_lists_the_problems_and_exits_3(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("routes:\n  - name: x\n    route_typ: llm/v1/chat\n", encoding="utf-8")
+    result = cli("serve", str(path), "--check")
+    assert result.exit_code == 3
+    assert f"{path}:3: route 'x': route_typ: unknown key 'route_typ'" in result.stderr
+    assert "error: invalid configuration" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_serve_passes_every_option_to_the_runner(
+    cli: Cli, config_path: str, runner_calls: list[tuple[str, dict[str, Any]]]
+) -> None:
+    result = cli(
+        "serve", config_path, "--host", "0.0.0.0", "--port", "8123", "--workers", "3",
+        "--allow-unauthenticated-admin", "--graceful-timeout", "5",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert runner_calls == [
+        (
+            config_path,
+            {
+                "host": "0.0.0.0",
+                "port": 8123,
+                "workers": 3,
+                "allow_unauthenticated_admin": True,
+                "graceful_timeout": 5.0,
+            },
+        )
+    ]
+
+
+def test_serve_defaults(cli: Cli, config_path: str, runner_calls: list[tuple[str, dict[str, Any]]]) -> None:
+    assert cli("serve", config_path).exit_code == 0
+    assert runner_calls[0][1] == {
+        "host": "127.0.0.1",
+        "port": 5000,
+        "workers": 1,
+        "allow_unauthenticated_admin": False,
+        "graceful_timeout": 30.0,
+    }
+
+
+def test_a_config_error_from_the_runner_exits_3(
+    cli: Cli, config_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def run(path: str, **options: Any) -> None:
+        raise ConfigError(
+            [ConfigIssue("environment variable 'K' is not set", path=path, line=2, route="chat")]
+        )
+
+    monkeypatch.setattr("gateway_server.runner.run", run)
+    result = cli("serve", config_path)
+    assert result.exit_code == 3
+    assert f"{config_path}:2: route 'chat': environment variable 'K' is not set" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["--workers", "0"], ["--port", "70000"], ["--graceful-timeout", "-1"]])
+def test_out_of_range_options_are_usage_errors(
+    cli: Cli, config_path: str, runner_calls: list[tuple[str, dict[str, Any]]], args: list[str]
+) -> None:
+    assert cli("serve", config_path, *args).exit_code == 2
+    assert runner_calls == []

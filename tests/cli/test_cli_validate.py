@@ -1,0 +1,138 @@
+"""``gatewayctl validate``: exit 0 when valid, 3 with every problem as file:line: route: field: message."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from cli_helpers import FAKE_CONFIG
+from typer.testing import Result
+
+from gateway_server.errors import ConfigIssue
+
+Cli = Callable[..., Result]
+REPO = Path(__file__).resolve().parents[2]
+INVALID_SAMPLES = sorted((REPO / "sample-configs" / "invalid").glob("*.yaml"))
+
+TWO_PROBLEMS = """\
+routes:
+  - name: chat
+    route_type: llm/v1/chat
+    model: {provider: fake, name: fake-chat}
+  - name: typo
+    route_type: llm/v1/chat
+    modle: {provider: fake, name: fake-chat}
+  - name: bad-type
+    route_type: llm/v1/images
+    model: {provider: fake, name: fake-chat}
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_valid_config_exits_0(cli: Cli, tmp_path: Path) -> None:
+    path = write(tmp_path, "good.yaml", FAKE_CONFIG)
+    result = cli("validate", path)
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert f"{path}: OK (3 routes)" in result.stderr
+
+
+def test_every_problem_is_one_located_line_and_exit_is_3(cli: Cli, tmp_path: Path) -> None:
+    path = write(tmp_path, "bad.yaml", TWO_PROBLEMS)
+    result = cli("validate", path)
+    assert result.exit_code == 3
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{path}:7: route 'typo': modle: unknown key 'modle'")
+    assert lines[1].startswith(f"{path}:9: route 'bad-type': route_type: must be one of")
+    assert "2 problems in 1 of 1 file(s)." in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_all_files_are_checked_and_one_bad_file_fails_the_run(cli: Cli, tmp_path: Path) -> None:
+    good = write(tmp_path, "good.yaml", FAKE_CONFIG)
+    bad = write(tmp_path, "bad.yaml", TWO_PROBLEMS)
+    result = cli("validate", bad, good)
+    assert result.exit_code == 3
+    assert all(line.startswith(f"{bad}:") for line in result.stdout.splitlines())
+    assert f"{good}: OK (3 routes)" in result.stderr
+
+
+@pytest.mark.parametrize("sample", INVALID_SAMPLES, ids=lambda path: path.stem)
+def test_invalid_samples_print_exactly_their_expected_text(
+    cli: Cli, sample: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(REPO)
+    relative = str(sample.relative_to(REPO))
+    result = cli("validate", relative)
+    assert result.exit_code == 3
+    assert result.stdout == sample.with_suffix(".expected.txt").read_text(encoding="utf-8")
+
+
+def test_json_output_is_a_versioned_envelope(cli: Cli, tmp_path: Path) -> None:
+    good = write(tmp_path, "good.yaml", FAKE_CONFIG)
+    bad = write(tmp_path, "bad.yaml", TWO_PROBLEMS)
+    result = cli("validate", "--output", "json", good, bad)
+    assert result.exit_code == 3
+    envelope = json.loads(result.stdout)
+    assert envelope["version"] == 1
+    data = envelope["data"]
+    assert data["valid"] is False
+    assert [(f["path"], f["valid"], f["routes"]) for f in data["files"]] == [
+        (good, True, 3),
+        (bad, False, None),
+    ]
+    issue = data["files"][1]["issues"][0]
+    assert set(issue) == {"path", "line", "route", "field", "message"}
+    assert (issue["path"], issue["line"], issue["route"], issue["field"]) == (bad, 7, "typo", "modle")
+
+
+def test_json_output_of_a_valid_file_exits_0(cli: Cli, tmp_path: Path) -> None:
+    result = cli("validate", "-o", "json", write(tmp_path, "good.yaml", FAKE_CONFIG))
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["data"]["valid"] is True
+
+
+def test_warnings_are_printed_but_do_not_fail(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "warn.yaml", FAKE_CONFIG)
+    warning = ConfigIssue(
+        "provider 'x' does not offer llm/v1/embeddings", path=path, line=4, route="e", field="model.provider"
+    )
+    loaded = SimpleNamespace(routes=[object()], warnings=[warning])
+    monkeypatch.setattr("gateway_server.config.load_config", lambda config_path: loaded)
+    result = cli("validate", path)
+    assert result.exit_code == 0
+    assert f"warning: {path}:4: route 'e': model.provider: provider 'x' does not offer" in result.stderr
+    json_result = cli("validate", "-o", "json", path)
+    assert json.loads(json_result.stdout)["data"]["files"][0]["warnings"] == [warning.to_dict()]
+
+
+def test_missing_file_is_a_usage_error(cli: Cli, tmp_path: Path) -> None:
+    result = cli("validate", str(tmp_path / "nope.yaml"))
+    assert result.exit_code == 2
+    assert "does not exist" in result.stderr
+
+
+def test_secret_values_never_appear(cli: Cli, tmp_path: Path) -> None:
+    config = """\
+routes:
+  - name: chat
+    route_type: llm/v1/chat
+    model:
+      provider: openai
+      name: gpt-4o-mini
+      config: {openai_api_key: sk-literal-secret-123, openai_api_typo: x}
+"""
+    result = cli("validate", "-o", "json", write(tmp_path, "secret.yaml", config))
+    assert result.exit_code == 3
+    assert "sk-literal-secret-123" not in result.output
