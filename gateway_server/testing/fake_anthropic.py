@@ -12,8 +12,9 @@ answers the documented event sequence (``message_start``, ``content_block_start`
 Strict where Anthropic is: the ``anthropic-version`` header is required; ``model``, ``max_tokens``
 and ``messages`` are required; unknown top-level fields are refused ("Extra inputs are not
 permitted"); only ``user``/``assistant`` roles (a ``system`` role gets Anthropic's hint to use the
-top-level ``system``); ``temperature`` must be within 0-1; with ``api_key`` set, a wrong or missing
-``x-api-key`` is a 401 ``authentication_error``. Errors use ``{"type": "error", "error": {"type",
+top-level ``system``); ``temperature`` must be within 0-1; with ``api_key`` set, a request without
+that key (in ``x-api-key``, or as ``Authorization: Bearer`` as Anthropic's newer SDKs send it) is a
+401 ``authentication_error``. Errors use ``{"type": "error", "error": {"type",
 "message"}, "request_id"}``; status 529 is ``overloaded_error``.
 """
 
@@ -81,6 +82,9 @@ class FakeAnthropic(FakeUpstream):
 
     def authorize(self, request: RecordedRequest) -> Reply | None:
         if self.api_key is None or request.headers.get("x-api-key") == self.api_key:
+            return None
+        # Anthropic's newer SDKs send the API key as a bearer token; the API takes both forms.
+        if request.headers.get("authorization") == f"Bearer {self.api_key}":
             return None
         return Reply(401, self.error_body(401, "invalid x-api-key"))
 
