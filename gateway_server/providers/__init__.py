@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from gateway_server.providers.anthropic import AnthropicAdapter
 from gateway_server.providers.base import Adapter, ProviderConfig, UpstreamRequest
+from gateway_server.providers.bedrock import BedrockAdapter
 from gateway_server.providers.cohere import CohereAdapter
 from gateway_server.providers.fake import FakeAdapter
 from gateway_server.providers.gemini import GeminiAdapter
@@ -24,11 +25,18 @@ __all__ = [
     "normalize_provider_name",
 ]
 
+
+def normalize_provider_name(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+# Keyed by the normalised name; ``Adapter.name`` keeps MLflow's spelling for route listings.
 PROVIDERS: dict[str, type[Adapter]] = {
-    adapter.name: adapter
+    normalize_provider_name(adapter.name): adapter
     for adapter in (
         OpenAIAdapter,
         FakeAdapter,
+        BedrockAdapter,
         AnthropicAdapter,
         CohereAdapter,
         MistralAdapter,
@@ -36,12 +44,10 @@ PROVIDERS: dict[str, type[Adapter]] = {
     )
 }
 
-# Other spellings MLflow accepts for the same provider.
-ALIASES: dict[str, str] = {}
-
-
-def normalize_provider_name(name: str) -> str:
-    return name.strip().lower().replace("-", "_")
+# Other spellings MLflow accepts for the same provider (normalised).
+ALIASES: dict[str, str] = {
+    "amazon_bedrock": "bedrock",
+}
 
 
 def get_adapter_class(name: str) -> type[Adapter] | None:

@@ -1,0 +1,38 @@
+"""Drive an adapter through ``UpstreamClient`` with a real, closed-after-use aiohttp session."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+
+from gateway_server.providers import Adapter
+from gateway_server.providers._http import UpstreamClient, create_session
+from gateway_server.routes import RouteType
+
+
+async def _with_client(action: Any) -> Any:
+    session = create_session()
+    try:
+        return await action(UpstreamClient(session))
+    finally:
+        await session.close()
+
+
+def call(adapter: Adapter, route_type: RouteType, payload: dict[str, Any], timeout: float = 5) -> Any:
+    """``UpstreamClient.call``: the parsed standard response, or the Upstream*Error it raises."""
+    limit = aiohttp.ClientTimeout(total=timeout)
+    return asyncio.run(_with_client(lambda client: client.call(adapter, route_type, payload, limit)))
+
+
+def stream(
+    adapter: Adapter, route_type: RouteType, payload: dict[str, Any], timeout: float = 5
+) -> list[dict[str, Any]]:
+    """``UpstreamClient.stream``: every standard chunk, in order (or the error it raises)."""
+    limit = aiohttp.ClientTimeout(total=timeout)
+
+    async def collect(client: UpstreamClient) -> list[dict[str, Any]]:
+        return [chunk async for chunk in client.stream(adapter, route_type, payload, limit)]
+
+    return asyncio.run(_with_client(collect))
