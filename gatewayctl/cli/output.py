@@ -125,7 +125,9 @@ def report_error(error: BaseException, *, debug: bool) -> None:
         console.print_exception(show_locals=False)
     if isinstance(error, ConfigError):
         for issue in error.issues:
-            console.print(str(issue), markup=False)
+            # An issue rebuilt from a server's answer has no file: drop ConfigIssue's "<config>" stand-in.
+            text = str(issue) if issue.path is not None else str(issue).removeprefix("<config>: ")
+            console.print(text, markup=False)
         count = len(error.issues)
         console.print(
             f"[bold red]error:[/bold red] invalid configuration ({count} problem{'s' * (count != 1)})"

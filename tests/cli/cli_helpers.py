@@ -19,3 +19,11 @@ routes:
 def flat(text: str) -> str:
     """``text`` with rich's panel borders and line wrapping removed, for matching whole messages."""
     return " ".join(text.replace("│", " ").replace("╭", " ").replace("╰", " ").split())
+
+
+ADMIN_KEY = "gk-admin-cli-test"
+AUTH_SECTION = """\
+auth:
+  keys:
+    - {name: ops, key: $CLI_TEST_ADMIN_KEY, scopes: [query, admin]}
+"""

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import FAKE_CONFIG
+from cli_helpers import ADMIN_KEY, AUTH_SECTION, FAKE_CONFIG
 from typer.testing import CliRunner, Result
 
 from gateway_server.app import create_app
@@ -40,5 +40,15 @@ def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real gateway (create_app on the offline ``fake`` provider) served on 127.0.0.1 for the session."""
     path: Path = tmp_path_factory.mktemp("gateway") / "fake.yaml"
     path.write_text(FAKE_CONFIG, encoding="utf-8")
+    with serve_in_thread(create_app(load_config(path))) as server:
+        yield server.url
+
+
+@pytest.fixture
+def admin_gateway_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh gateway with an admin key (``cli_helpers.ADMIN_KEY``); route changes go to its own file."""
+    monkeypatch.setenv("CLI_TEST_ADMIN_KEY", ADMIN_KEY)
+    path = tmp_path / "gateway.yaml"
+    path.write_text(FAKE_CONFIG + AUTH_SECTION, encoding="utf-8")
     with serve_in_thread(create_app(load_config(path))) as server:
         yield server.url
