@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from gateway_server.auth import KeyTable
 from gateway_server.config import GatewayConfig
+from gateway_server.limits import RateLimiter
 from gateway_server.metrics import Metrics
 from gateway_server.providers._http import UpstreamClient
 from gateway_server.registry import InMemoryRegistry, RouteRegistry
@@ -23,6 +24,7 @@ class GatewayState:
     admin_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one route change at a time
     upstream: UpstreamClient | None = None  # set by the app's lifespan (the pooled session)
     metrics: Metrics = field(default_factory=Metrics)
+    limiter: RateLimiter = field(default_factory=RateLimiter)  # per-process counts (runner refuses workers>1)
     extras: dict[str, object] = field(default_factory=dict)
 
     @classmethod

@@ -16,14 +16,13 @@ import aiohttp
 
 from gateway_server.config import GatewayConfig, RouteConfig
 from gateway_server.errors import RouteExistsError, RouteNotFoundError
-from gateway_server.providers import Adapter, get_adapter_class
+from gateway_server.limits import RouteLimit
+from gateway_server.providers import Adapter
+from gateway_server.reliability import DEFAULT_TIMEOUT_SECONDS, BreakerBoard, Plan, build_plan
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
 
 __all__ = ["DEFAULT_TIMEOUT_SECONDS", "InMemoryRegistry", "RouteEntry", "RouteRegistry", "build_entry"]
-
-# MLflow's route timeout (MLFLOW_GATEWAY_ROUTE_TIMEOUT_SECONDS defaults to 300): LLM calls are long.
-DEFAULT_TIMEOUT_SECONDS = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,23 +35,27 @@ class RouteEntry:
     public: dict[str, Any]
     endpoint: dict[str, Any]
     secrets: tuple[Secret, ...]
+    plan: Plan  # every model's adapter, retry policy, deadline, breakers (reliability.py)
+    limit: RouteLimit | None = None  # the route's rate limit, counted by state.limiter (limits.py)
 
 
-def build_entry(route: RouteConfig) -> RouteEntry:
-    model = route.primary_models[0]
-    adapter_cls = get_adapter_class(model.provider)
-    assert adapter_cls is not None and model.config is not None  # guaranteed by config validation
+def build_entry(route: RouteConfig, breakers: BreakerBoard | None = None) -> RouteEntry:
+    plan = build_plan(route, breakers if breakers is not None else BreakerBoard())
     public_route = route.to_route()
-    seconds = route.timeout or DEFAULT_TIMEOUT_SECONDS
+    limit = None
+    if route.limit is not None:
+        limit = RouteLimit.build(route.name, route.limit.calls, route.limit.period_seconds, route.limit.key)
     return RouteEntry(
         name=route.name,
         route_type=route.route_type,
         config=route,
-        adapter=adapter_cls(model.config, model.name),
-        timeout=aiohttp.ClientTimeout(total=seconds),
+        adapter=plan.primaries[0].adapter,
+        timeout=aiohttp.ClientTimeout(total=plan.timeout),
         public=public_route.model_dump(mode="json", exclude_none=True),
         endpoint=public_route.to_endpoint(),
         secrets=route.secrets(),
+        plan=plan,
+        limit=limit,
     )
 
 
@@ -71,8 +74,13 @@ class RouteRegistry(Protocol):
 
 
 class InMemoryRegistry:
-    def __init__(self, routes: Iterable[RouteConfig] = ()) -> None:
-        self._entries: dict[str, RouteEntry] = {route.name: build_entry(route) for route in routes}
+    def __init__(self, routes: Iterable[RouteConfig] = (), *, breakers: BreakerBoard | None = None) -> None:
+        # One breaker per upstream model, kept across add/replace so a reload keeps what it learnt.
+        self.breakers = breakers if breakers is not None else BreakerBoard()
+        self._entries: dict[str, RouteEntry] = {route.name: self._build(route) for route in routes}
+
+    def _build(self, route: RouteConfig) -> RouteEntry:
+        return build_entry(route, self.breakers)
 
     def get(self, name: str) -> RouteEntry | None:
         return self._entries.get(name)
@@ -83,7 +91,7 @@ class InMemoryRegistry:
     def add(self, route: RouteConfig) -> RouteEntry:
         if route.name in self._entries:
             raise RouteExistsError(route.name)
-        entry = build_entry(route)
+        entry = self._build(route)
         self._entries = {**self._entries, route.name: entry}
         return entry
 
@@ -93,4 +101,4 @@ class InMemoryRegistry:
         self._entries = {key: value for key, value in self._entries.items() if key != name}
 
     def replace(self, config: GatewayConfig) -> None:
-        self._entries = {route.name: build_entry(route) for route in config.routes}
+        self._entries = {route.name: self._build(route) for route in config.routes}

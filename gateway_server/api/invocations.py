@@ -22,7 +22,7 @@ import orjson
 
 from gateway_server.api import paths
 from gateway_server.api.errors import error_body, internal_error
-from gateway_server.api.streaming import stream_response
+from gateway_server.api.streaming import MODEL_HEADER, stream_response
 from gateway_server.auth import QUERY
 from gateway_server.errors import (
     GatewayError,
@@ -31,7 +31,9 @@ from gateway_server.errors import (
     PayloadTooLargeError,
     RouteNotFoundError,
 )
+from gateway_server.limits import limit_key
 from gateway_server.registry import RouteEntry
+from gateway_server.reliability import call as call_upstream
 from gateway_server.routes import RouteType
 from gateway_server.schemas import TO_LEGACY, VALIDATORS
 
@@ -174,25 +176,31 @@ async def handle_invocation(
                 f"Method {scope['method']} is not allowed on {scope['path']}; use POST."
             )
         # Before the body is read: 401/403 cost nothing and never reveal which routes exist.
-        state.auth.authorize(scope["headers"], QUERY)
+        key_name = state.auth.authorize(scope["headers"], QUERY)  # None on a gateway without keys
         payload = _parse_payload(await _read_body(scope, receive, state.max_request_bytes))
         entry = _resolve(state, invocation, payload)
         route_label = entry.name
+        limit_headers: list[tuple[bytes, bytes]] = []
+        if entry.limit is not None:  # every path family reaches here: /gateway, /endpoints, /v1
+            decision = state.limiter.hit(entry.limit, limit_key(entry.limit.key, scope, key_name))
+            limit_headers = decision.headers()
+            headers = headers + limit_headers
+            if not decision.allowed:
+                raise decision.error()
         route_type = entry.route_type
         payload = VALIDATORS[route_type](payload)
         if payload.get("stream"):
-            overhead = await stream_response(state, entry, payload, receive, send, started)
+            overhead = await stream_response(state, entry, payload, receive, send, started, limit_headers)
             state.metrics.observe(route_label, 200, perf_counter() - started, overhead)
             return
-        adapter = entry.adapter
-        if adapter.in_process:
-            result = adapter.respond(route_type, payload)
-        else:
-            upstream_started = perf_counter()
-            try:
-                result = await state.upstream.call(adapter, route_type, payload, entry.timeout)
-            finally:
-                upstream_seconds = perf_counter() - upstream_started
+        upstream_started = perf_counter()
+        try:  # deadline, retries, fallbacks, split, breakers: reliability.py
+            result, served = await call_upstream(state.upstream, entry.plan, route_type, payload)
+        finally:
+            upstream_seconds = perf_counter() - upstream_started
+        headers = [*headers, (MODEL_HEADER, served.header)]
+        if not result.get("model"):
+            result["model"] = served.adapter.model_name
         result = _finish(result, route_type)
         if invocation.flavor is Flavor.LEGACY:
             result = TO_LEGACY[route_type](result)

@@ -29,9 +29,10 @@ import orjson
 from gateway_server.api.errors import internal_error
 from gateway_server.errors import GatewayError
 from gateway_server.registry import RouteEntry
+from gateway_server.reliability import open_stream
 from gateway_server.routes import RouteType
 
-__all__ = ["stream_response"]
+__all__ = ["MODEL_HEADER", "stream_response"]
 
 logger = logging.getLogger("gateway_server")
 
@@ -41,11 +42,7 @@ SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),  # tell nginx-style proxies not to buffer either
 ]
 DONE = b"data: [DONE]\n\n"
-
-
-async def _aiter(chunks: Iterable[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
-    for chunk in chunks:
-        yield chunk
+MODEL_HEADER = b"x-gateway-model"  # <provider>/<model> that served (a fallback, a split member)
 
 
 class _ChunkDecorator:
@@ -53,12 +50,12 @@ class _ChunkDecorator:
 
     __slots__ = ("created", "id", "model", "route_type", "seen_roles")
 
-    def __init__(self, entry: RouteEntry) -> None:
+    def __init__(self, entry: RouteEntry, model: str | None = None) -> None:
         self.route_type = entry.route_type
         prefix = "chatcmpl-" if entry.route_type is RouteType.CHAT else "cmpl-"
         self.id = prefix + uuid.uuid4().hex
         self.created = int(time.time())
-        self.model = entry.adapter.model_name
+        self.model = model if model is not None else entry.adapter.model_name
         self.seen_roles: set[int] = set()
 
     def __call__(self, chunk: dict[str, Any]) -> bytes:
@@ -88,30 +85,29 @@ async def stream_response(
     receive: Any,
     send: Any,
     started: float,
+    extra_headers: Iterable[tuple[bytes, bytes]] = (),
 ) -> float:
     """Serve one streaming invocation; return the gateway's own seconds up to the first chunk.
 
-    Raises GatewayError only before the response has started."""
-    adapter = entry.adapter
-    route_type = entry.route_type
-    if adapter.in_process:
-        chunks = _aiter(adapter.respond_stream(route_type, payload))
-    else:
-        chunks = state.upstream.stream(adapter, route_type, payload, entry.timeout)
-    decorate = _ChunkDecorator(entry)
+    Raises GatewayError only before the response has started. Retries and fallbacks apply to the
+    opening only (``reliability.open_stream``): once a chunk is ready it goes to the client."""
     upstream_started = perf_counter()
-    try:
-        first = await anext(chunks, None)  # an error here is still a normal error response
-    except BaseException:
-        await chunks.aclose()
-        raise
+    # an error here is still a normal error response
+    served, first, chunks = await open_stream(state.upstream, entry.plan, entry.route_type, payload)
+    adapter = served.adapter
+    decorate = _ChunkDecorator(entry, adapter.model_name)
     upstream_seconds = 0.0 if adapter.in_process else perf_counter() - upstream_started
     overhead_ms = (perf_counter() - started - upstream_seconds) * 1000
     await send(
         {
             "type": "http.response.start",
             "status": 200,
-            "headers": [*SSE_HEADERS, (b"x-gateway-overhead-ms", f"{overhead_ms:.3f}".encode())],
+            "headers": [
+                *SSE_HEADERS,
+                *extra_headers,
+                (MODEL_HEADER, served.header),
+                (b"x-gateway-overhead-ms", f"{overhead_ms:.3f}".encode()),
+            ],
         }
     )
     await _forward(first, chunks, decorate, receive, send)
