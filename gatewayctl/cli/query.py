@@ -123,8 +123,9 @@ def query(  # noqa: PLR0913 - one parameter per CLI option
 ) -> None:
     """Query a route and print the answer's text (the raw answer with --output json).
 
-    --prompt sends {"messages": [...]} to a chat route and {"prompt": ...} to a completions route;
-    --text sends {"text": ...} to an embeddings route; --data/--file send the body as given.
+    --prompt sends {"messages": [...]} to a chat route, {"prompt": ...} to a completions route.
+    --text sends {"text": ...} to an embeddings route (repeat it for several texts).
+    --data and --file send the body as given.
     """
     as_json = output_format is output.OutputFormat.JSON
     with make_client(gateway_uri, api_key, timeout) as client:
