@@ -23,10 +23,12 @@ from gateway_server.app_state import GatewayState
 from gateway_server.auth import ALLOW_UNAUTHENTICATED_ADMIN_ENV
 from gateway_server.config import GatewayConfig, load_config
 from gateway_server.providers._http import UpstreamClient, create_session
+from gateway_server.reload import RELOAD_INTERVAL, watch_config
 
 __all__ = ["CONFIG_ENV", "GatewayApp", "create_app", "create_app_from_env", "create_app_from_path"]
 
 CONFIG_ENV = "GATEWAYCTL_CONFIG"
+RELOAD_INTERVAL_ENV = "GATEWAYCTL_RELOAD_INTERVAL"  # seconds; 0 turns hot reload off
 
 
 class GatewayApp:
@@ -45,8 +47,17 @@ class GatewayApp:
         await self.api(scope, receive, send)
 
 
-def create_app(config: GatewayConfig, *, session: aiohttp.ClientSession | None = None) -> GatewayApp:
-    """A fresh app for ``config``. Pass ``session`` to share an upstream session you own."""
+def create_app(
+    config: GatewayConfig,
+    *,
+    session: aiohttp.ClientSession | None = None,
+    reload_interval: float | None = None,
+) -> GatewayApp:
+    """A fresh app for ``config``. Pass ``session`` to share an upstream session you own.
+
+    With ``reload_interval`` (seconds), the lifespan watches ``config.path`` and hot-reloads it
+    (``gateway_server/reload.py``); ``None`` serves ``config`` as given.
+    """
     state = GatewayState.from_config(config)
 
     @asynccontextmanager
@@ -55,7 +66,8 @@ def create_app(config: GatewayConfig, *, session: aiohttp.ClientSession | None =
         upstream_session = create_session() if own else session
         state.upstream = UpstreamClient(upstream_session)
         try:
-            yield
+            async with watch_config(state, reload_interval):
+                yield
         finally:
             state.upstream = None
             if own:
@@ -74,8 +86,8 @@ def create_app(config: GatewayConfig, *, session: aiohttp.ClientSession | None =
     return GatewayApp(state, api)
 
 
-def create_app_from_path(path: str) -> GatewayApp:
-    return create_app(load_config(path))
+def create_app_from_path(path: str, *, reload_interval: float | None = RELOAD_INTERVAL) -> GatewayApp:
+    return create_app(load_config(path), reload_interval=reload_interval)
 
 
 def create_app_from_env() -> GatewayApp:
@@ -83,7 +95,8 @@ def create_app_from_env() -> GatewayApp:
     path = os.environ.get(CONFIG_ENV)
     if not path:
         raise RuntimeError(f"{CONFIG_ENV} is not set; it must name the gateway's config file")
-    app = create_app_from_path(path)
+    interval = float(os.environ.get(RELOAD_INTERVAL_ENV, RELOAD_INTERVAL))
+    app = create_app_from_path(path, reload_interval=interval or None)
     app.state.auth.allow_unauthenticated_admin = os.environ.get(ALLOW_UNAUTHENTICATED_ADMIN_ENV) == "1"
     return app
 

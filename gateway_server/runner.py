@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import uvicorn
 
-from gateway_server.app import CONFIG_ENV, create_app
+from gateway_server.app import CONFIG_ENV, RELOAD_INTERVAL_ENV, create_app
 from gateway_server.auth import ALLOW_UNAUTHENTICATED_ADMIN_ENV
 from gateway_server.config import load_config
+from gateway_server.reload import RELOAD_INTERVAL
 
 __all__ = ["run"]
 
@@ -37,7 +41,13 @@ def run(
     graceful_timeout: float = 30.0,
     access_log: bool = False,
 ) -> None:
+    """Validate ``config_path``, then serve it until SIGTERM/SIGINT; returns (exit 0) once drained.
+
+    Every serving process watches the file and hot-reloads it every ``GATEWAYCTL_RELOAD_INTERVAL``
+    seconds (default 1; 0 turns that off); see ``gateway_server/reload.py``.
+    """
     config = load_config(config_path)  # raises ConfigError listing every problem
+    reload_interval = float(os.environ.get(RELOAD_INTERVAL_ENV, RELOAD_INTERVAL))
     common = {
         "host": host,
         "port": port,
@@ -58,9 +68,27 @@ def run(
         os.environ[ALLOW_UNAUTHENTICATED_ADMIN_ENV] = "1" if allow_unauthenticated_admin else "0"
         uvicorn.run("gateway_server.app:create_app_from_env", factory=True, workers=workers, **common)
         return
-    app = create_app(config)
+    app = create_app(config, reload_interval=reload_interval or None)
     app.state.auth.allow_unauthenticated_admin = allow_unauthenticated_admin
-    uvicorn.Server(uvicorn.Config(app, **common)).run()
+    with _signals_end_cleanly():
+        uvicorn.Server(uvicorn.Config(app, **common)).run()
+
+
+@contextmanager
+def _signals_end_cleanly() -> Iterator[None]:
+    """Make a drained shutdown exit 0.
+
+    After its graceful shutdown uvicorn restores the previous SIGTERM/SIGINT handlers and raises
+    the signal again, which under the default handlers kills the process (-15) or raises
+    KeyboardInterrupt. These handlers are what it restores: they ignore that replay.
+    """
+    handled = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in handled}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _warn_unauthenticated_admin(*, has_keys: bool) -> None:
