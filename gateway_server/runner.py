@@ -20,6 +20,7 @@ import uvicorn
 from gateway_server.app import CONFIG_ENV, RELOAD_INTERVAL_ENV, create_app
 from gateway_server.auth import ALLOW_UNAUTHENTICATED_ADMIN_ENV
 from gateway_server.config import load_config
+from gateway_server.limits import check_workers
 from gateway_server.reload import RELOAD_INTERVAL
 
 __all__ = ["run"]
@@ -47,6 +48,7 @@ def run(
     seconds (default 1; 0 turns that off); see ``gateway_server/reload.py``.
     """
     config = load_config(config_path)  # raises ConfigError listing every problem
+    check_workers(config, workers)  # rate limits are counted per process
     reload_interval = float(os.environ.get(RELOAD_INTERVAL_ENV, RELOAD_INTERVAL))
     common = {
         "host": host,
