@@ -13,8 +13,11 @@ from gateway_server.providers.bedrock import BedrockAdapter
 from gateway_server.providers.cohere import CohereAdapter
 from gateway_server.providers.fake import FakeAdapter
 from gateway_server.providers.gemini import GeminiAdapter
+from gateway_server.providers.huggingface_text_generation_inference import TGIAdapter
 from gateway_server.providers.mistral import MistralAdapter
+from gateway_server.providers.mlflow_model_serving import MlflowModelServingAdapter
 from gateway_server.providers.openai import OpenAIAdapter
+from gateway_server.providers.openai_compatible import OPENAI_COMPATIBLE_PRESETS
 
 __all__ = [
     "PROVIDERS",
@@ -37,6 +40,9 @@ PROVIDERS: dict[str, type[Adapter]] = {
         OpenAIAdapter,
         FakeAdapter,
         BedrockAdapter,
+        TGIAdapter,
+        MlflowModelServingAdapter,
+        *OPENAI_COMPATIBLE_PRESETS,
         AnthropicAdapter,
         CohereAdapter,
         MistralAdapter,
@@ -47,6 +53,7 @@ PROVIDERS: dict[str, type[Adapter]] = {
 # Other spellings MLflow accepts for the same provider (normalised).
 ALIASES: dict[str, str] = {
     "amazon_bedrock": "bedrock",
+    "tgi": "huggingface_text_generation_inference",
 }
 
 

@@ -1,0 +1,139 @@
+"""Servers that speak OpenAI's API: one adapter, one preset per provider name.
+
+vLLM, Ollama, llama.cpp, LM Studio, Together AI, Groq, DeepSeek, xAI and OpenRouter all answer
+OpenAI's ``/chat/completions`` (and most ``/completions`` and ``/embeddings``) with OpenAI's shapes,
+so :class:`OpenAICompatibleAdapter` is the OpenAI adapter with another base URL and key: every
+transform (requests, answers, stream events) is :class:`~gateway_server.providers.openai.OpenAIAdapter`'s.
+A preset is a tiny subclass naming the provider, its default base URL, its default key and the
+route types the service offers.
+
+Config (MLflow 3.18's names): ``api_key`` (a masked secret; optional for local servers, required for
+hosted services; Together AI also takes MLflow's ``togetherai_api_key``) and ``api_base``, which
+replaces the preset's base URL (e.g. a vLLM on another host).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import field_validator, model_validator
+
+from gateway_server.providers._translate import base_url
+from gateway_server.providers.base import Adapter, ProviderConfig
+from gateway_server.providers.openai import _PATHS, OpenAIAdapter
+from gateway_server.routes import RouteType
+from gateway_server.secrets import Secret
+
+__all__ = [
+    "OPENAI_COMPATIBLE_PRESETS",
+    "HostedOpenAICompatibleConfig",
+    "OpenAICompatibleAdapter",
+    "OpenAICompatibleConfig",
+    "TogetherAIConfig",
+]
+
+_ALL = frozenset(RouteType)
+_CHAT = frozenset({RouteType.CHAT})
+_GENERATING = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
+
+
+class OpenAICompatibleConfig(ProviderConfig):
+    """A local server's config: the key is optional."""
+
+    api_key: Secret | None = None
+    api_base: str | None = None
+
+    @field_validator("api_base")
+    @classmethod
+    def _check_base(cls, value: str | None) -> str | None:
+        return base_url(value) if value is not None else None
+
+    def key(self) -> str | None:
+        return self.api_key.get() if self.api_key is not None else None
+
+
+class HostedOpenAICompatibleConfig(OpenAICompatibleConfig):
+    """A hosted service's config: the key is required."""
+
+    @model_validator(mode="after")
+    def _needs_key(self) -> HostedOpenAICompatibleConfig:
+        if self.api_key is None:
+            raise ValueError("api_key is required for this hosted service (e.g. api_key: $PROVIDER_API_KEY)")
+        return self
+
+
+class TogetherAIConfig(OpenAICompatibleConfig):
+    """Together AI: ``api_key``, or MLflow's ``togetherai_api_key``; exactly one."""
+
+    togetherai_api_key: Secret | None = None
+
+    @model_validator(mode="after")
+    def _one_key(self) -> TogetherAIConfig:
+        if (self.api_key is None) == (self.togetherai_api_key is None):
+            raise ValueError("give exactly one of api_key or togetherai_api_key (MLflow's name)")
+        return self
+
+    def key(self) -> str | None:
+        key = self.togetherai_api_key or self.api_key
+        return key.get() if key is not None else None
+
+
+class OpenAICompatibleAdapter(OpenAIAdapter):
+    """OpenAI's transforms against another server; subclasses are the presets."""
+
+    config_model: ClassVar[type[ProviderConfig]] = OpenAICompatibleConfig
+    default_api_base: ClassVar[str]
+    default_api_key: ClassVar[str | None] = None
+    config: OpenAICompatibleConfig  # type: ignore[assignment]
+
+    def __init__(self, config: OpenAICompatibleConfig, model_name: str | None) -> None:  # type: ignore[override]
+        Adapter.__init__(self, config, model_name)  # OpenAIAdapter's own reads OpenAI-only fields
+        self.use_openai_wire(config.api_base or self.default_api_base, config.key() or self.default_api_key)
+
+    def use_openai_wire(self, base: str, key: str | None) -> None:
+        """Set what OpenAIAdapter's transforms read: headers, URLs, and whether ``model`` is sent."""
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        headers["Content-Type"] = "application/json"
+        self.headers = headers
+        self.sends_model = True
+        self.urls = {route_type: f"{base}/{path}" for route_type, path in _PATHS.items()}
+
+
+def _preset(
+    name: str,
+    display_name: str,
+    api_base: str,
+    route_types: frozenset[RouteType],
+    config: type[OpenAICompatibleConfig] = OpenAICompatibleConfig,
+    api_key: str | None = None,
+) -> type[OpenAICompatibleAdapter]:
+    attributes = {
+        "name": name,
+        "display_name": display_name,
+        "default_api_base": api_base,
+        "default_api_key": api_key,
+        "config_model": config,
+        "route_types": route_types,
+        "streaming_route_types": route_types & _GENERATING,
+        "__doc__": f"{display_name} (OpenAI-compatible; default base {api_base}).",
+        "__module__": __name__,
+    }
+    class_name = "".join(part.capitalize() for part in name.split("_")) + "Adapter"
+    return type(class_name, (OpenAICompatibleAdapter,), attributes)
+
+
+_HOSTED = HostedOpenAICompatibleConfig
+
+# Route types per service: what its OpenAI-compatible API documents (chat-only services answer 501
+# for completions and embeddings instead of forwarding to an endpoint that does not exist).
+OPENAI_COMPATIBLE_PRESETS: tuple[type[OpenAICompatibleAdapter], ...] = (
+    _preset("vllm", "vLLM", "http://localhost:8000/v1", _ALL),
+    _preset("ollama", "Ollama", "http://localhost:11434/v1", _ALL, api_key="ollama"),
+    _preset("llamacpp", "llama.cpp server", "http://localhost:8080/v1", _ALL),
+    _preset("lmstudio", "LM Studio", "http://localhost:1234/v1", _ALL),
+    _preset("togetherai", "Together AI", "https://api.together.xyz/v1", _ALL, TogetherAIConfig),
+    _preset("groq", "Groq", "https://api.groq.com/openai/v1", _CHAT, _HOSTED),
+    _preset("deepseek", "DeepSeek", "https://api.deepseek.com/v1", _CHAT, _HOSTED),
+    _preset("xai", "xAI", "https://api.x.ai/v1", _CHAT, _HOSTED),
+    _preset("openrouter", "OpenRouter", "https://openrouter.ai/api/v1", _GENERATING, _HOSTED),
+)
