@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from gateway_server.errors import UpstreamProtocolError
 from gateway_server.providers.streaming import StreamEvent
 
 if TYPE_CHECKING:
@@ -198,25 +199,34 @@ class EventStreamDecoder:
     ``error`` message ``StreamEvent('{"code": ..., "message": ...}', event="error")``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, provider: str = "bedrock") -> None:
         from botocore.eventstream import EventStreamBuffer
 
         self._buffer = EventStreamBuffer()
         self._pending = 0
+        self._provider = provider
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
+        from botocore.eventstream import ParserError
+
         self._buffer.add_data(chunk)
         self._pending += len(chunk)
         events = []
-        for message in self._buffer:
-            self._pending -= message.prelude.total_length
-            events.append(_to_event(message.headers, message.payload))
+        try:
+            for message in self._buffer:
+                self._pending -= message.prelude.total_length
+                events.append(_to_event(message.headers, message.payload))
+        except ParserError as exc:  # a bad checksum or length: the bytes are not an event stream
+            raise self._broken(f"sent a corrupt event stream ({type(exc).__name__}: {exc})") from exc
         return events
 
     def close(self) -> list[StreamEvent]:
         if self._pending:
-            raise ValueError(f"the event stream ended inside a message ({self._pending} bytes left over)")
+            raise self._broken(f"ended its event stream inside a message ({self._pending} bytes left over)")
         return []
+
+    def _broken(self, what: str) -> UpstreamProtocolError:
+        return UpstreamProtocolError(f"{self._provider} {what}", provider=self._provider)
 
 
 def _to_event(headers: Mapping[str, Any], payload: bytes) -> StreamEvent:

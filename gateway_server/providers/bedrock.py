@@ -258,7 +258,7 @@ class BedrockAdapter(Adapter):
     # ----------------------------------------------------------- streaming
 
     def stream_decoder(self) -> _aws.EventStreamDecoder:  # type: ignore[override]
-        return _aws.EventStreamDecoder()
+        return _aws.EventStreamDecoder(self.name)
 
     def parse_stream_event(
         self, route_type: RouteType, event: StreamEvent, state: dict[str, Any]

@@ -14,7 +14,12 @@ from typing import Any
 import pytest
 from upstream_calls import call, stream
 
-from gateway_server.errors import UpstreamConnectionError, UpstreamStatusError, UpstreamTimeoutError
+from gateway_server.errors import (
+    UpstreamConnectionError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeoutError,
+)
 from gateway_server.providers.bedrock import BedrockAdapter, BedrockConfig
 from gateway_server.routes import RouteType
 from gateway_server.testing import Fault
@@ -250,7 +255,7 @@ def test_bedrock_stream_error_before_first_event(fake_bedrock: FakeBedrock) -> N
 
 def test_bedrock_stream_cut_mid_message_is_an_error(fake_bedrock: FakeBedrock) -> None:
     fake_bedrock.inject(Fault.cut_stream(after=2))
-    with pytest.raises((UpstreamConnectionError, ValueError)):
+    with pytest.raises((UpstreamConnectionError, UpstreamProtocolError)):
         stream(_adapter(fake_bedrock), RouteType.CHAT, {**CHAT, "stream": True})
 
 

@@ -558,8 +558,12 @@ def test_event_stream_decoder_handles_any_split() -> None:
         assert events + decoder.close() == expected
     decoder = _aws.EventStreamDecoder()
     decoder.feed(raw[:20])
-    with pytest.raises(ValueError, match="ended inside a message"):
+    with pytest.raises(UpstreamProtocolError, match="ended its event stream inside a message"):
         decoder.close()
+    corrupt = bytearray(raw)
+    corrupt[-1] ^= 0xFF  # the last message's checksum
+    with pytest.raises(UpstreamProtocolError, match="corrupt event stream"):
+        _aws.EventStreamDecoder().feed(bytes(corrupt))
 
 
 # ---------------------------------------------------------------- credentials
