@@ -397,6 +397,8 @@ def _prevalidate_route(index: int, entry: Any, issues: list[tuple[tuple[Any, ...
             continue
         new_blocks = [_prevalidate_model(loc, block, issues) for loc, block in blocks]
         entry[key] = new_blocks[0] if key == "model" else new_blocks
+        if key != "model":
+            issues.extend(_route_type_errors(entry.get("route_type", entry.get("endpoint_type")), blocks))
     return entry
 
 
@@ -446,10 +448,36 @@ def _rename_top(loc: tuple[Any, ...], top: str) -> tuple[Any, ...]:
     return loc
 
 
+def _route_type_errors(
+    route_type: Any, blocks: list[tuple[tuple[Any, ...], Any]]
+) -> list[tuple[tuple[Any, ...], str]]:
+    """A fallback or split member whose provider lacks the route type could never serve: an error.
+
+    (The primary ``model`` keeps MLflow's behaviour: a warning, and queries answer 501.)"""
+    try:
+        wanted = RouteType(route_type)
+    except ValueError:
+        return []  # the route_type error is reported on its own
+    found = []
+    for loc, block in blocks:
+        provider = block.get("provider") if isinstance(block, dict) else None
+        adapter = get_adapter_class(provider) if isinstance(provider, str) else None
+        if adapter is not None and wanted not in adapter.route_types:
+            offered = ", ".join(sorted(rt.value for rt in adapter.route_types)) or "nothing"
+            found.append(
+                (
+                    (*loc, "provider"),
+                    f"provider '{provider}' does not offer {wanted.value} (it offers {offered}), "
+                    "so this model could never serve this route",
+                )
+            )
+    return found
+
+
 def _warnings(config: GatewayConfig, top: str) -> list[tuple[tuple[Any, ...], str]]:
     found = []
     for index, route in enumerate(config.routes):
-        for model in route.all_models:
+        for model in [route.model] if route.model is not None else []:
             adapter = get_adapter_class(model.provider)
             if adapter is not None and route.route_type not in adapter.route_types:
                 found.append(
