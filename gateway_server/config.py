@@ -13,6 +13,7 @@ file is validated by the pydantic models below. Loading never writes ``os.enviro
 from __future__ import annotations
 
 import difflib
+from collections import Counter
 import re
 from enum import Enum
 from pathlib import Path
@@ -259,7 +260,7 @@ class AuthConfig(_Strict):
     @model_validator(mode="after")
     def _unique(self) -> AuthConfig:
         names = [key.name for key in self.keys]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
+        duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
         if duplicates:
             raise ValueError(f"key names must be unique; repeated: {', '.join(duplicates)}")
         return self
@@ -297,7 +298,7 @@ class GatewayConfig(_Strict):
     @model_validator(mode="after")
     def _unique_names(self) -> GatewayConfig:
         names = [route.name for route in self.routes]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
+        duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
         if duplicates:
             raise ValueError(
                 f"route names must be unique; repeated: {', '.join(duplicates)}{_DUPLICATES_SEEN}"
@@ -330,8 +331,7 @@ def load_config(path: str | Path) -> GatewayConfig:
 
 def parse_config(text: str, path: str | None = None) -> GatewayConfig:
     try:
-        data = yaml.safe_load(text)
-        lines = _line_map(text)
+        data, lines = _read_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -604,9 +604,22 @@ class _Locator:
         raise ConfigError(located, path=self.path)
 
 
-def _line_map(text: str) -> dict[tuple[Any, ...], int]:
-    """Line (1-based) of every mapping key and sequence item of the YAML document."""
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+# libyaml's parser when PyYAML was built with it: ~20x faster on configs of thousands of routes.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _read_yaml(text: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    """Parse once: the data, and the line (1-based) of every mapping key and sequence item."""
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
+    finally:
+        loader.dispose()
+    return data, _line_map(root)
+
+
+def _line_map(root: yaml.Node | None) -> dict[tuple[Any, ...], int]:
     lines: dict[tuple[Any, ...], int] = {}
 
     def walk(node: yaml.Node, path: tuple[Any, ...]) -> None:
