@@ -66,6 +66,7 @@ def check_common(payload: dict[str, Any]) -> None:
             raise InvalidRequestError(
                 "Give either 'n' or 'candidate_count', not both.", param="candidate_count"
             )
+        check_int(payload, "candidate_count", 1, 128)  # errors name the field the caller sent
         payload["n"] = payload.pop("candidate_count")
     check_int(payload, "n", 1, 128)
     check_number(payload, "temperature", 0, 2)

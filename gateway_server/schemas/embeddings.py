@@ -13,10 +13,12 @@ from gateway_server.schemas.common import fail
 
 
 def validate_request(payload: dict[str, Any]) -> dict[str, Any]:
+    field = "input"
     if "text" in payload:
         if "input" in payload:
             raise InvalidRequestError("Give either 'input' or 'text', not both.", param="text")
         payload["input"] = payload.pop("text")
+        field = "text"  # errors name the field the caller sent
     value = payload.get("input")
     if value is None:
         raise InvalidRequestError(
@@ -35,7 +37,7 @@ def validate_request(payload: dict[str, Any]) -> dict[str, Any]:
         )
     ):
         return payload
-    raise fail("input", "a string, a non-empty list of strings, or token ids")
+    raise fail(field, "a string, a non-empty list of strings, or token ids")
 
 
 def to_legacy(result: dict[str, Any]) -> dict[str, Any]:

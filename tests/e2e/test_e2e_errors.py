@@ -63,13 +63,6 @@ def test_json_that_is_not_an_object_is_400(http: httpx.Client) -> None:
 
 # The seed-era names (``text``, ``candidate_count``) are renamed to OpenAI's (``input``, ``n``)
 # before they are checked, so the 400 names a field the caller never sent.
-_RENAMED_FIELD_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="known bug: schemas/embeddings.py and schemas/common.py rename text->input and "
-    "candidate_count->n before validating, so the error names 'input' / 'n' instead of the caller's field",
-)
-
-
 @pytest.mark.parametrize(
     ("route", "body", "field"),
     [
@@ -81,11 +74,10 @@ _RENAMED_FIELD_BUG = pytest.mark.xfail(
         ),
         pytest.param("fake-completions", {"prompt": 42}, "prompt", id="prompt"),
         pytest.param("fake-embeddings", {"input": {"a": 1}}, "input", id="embeddings-input"),
-        pytest.param("fake-embeddings", {"text": {"a": 1}}, "text", id="embeddings-text", marks=_RENAMED_FIELD_BUG),
+        pytest.param("fake-embeddings", {"text": {"a": 1}}, "text", id="embeddings-text"),
         pytest.param("openai-chat", {**CHAT, "n": "two"}, "n", id="n"),
         pytest.param(
-            "openai-chat", {**CHAT, "candidate_count": "two"}, "candidate_count", id="candidate_count",
-            marks=_RENAMED_FIELD_BUG,
+            "openai-chat", {**CHAT, "candidate_count": "two"}, "candidate_count", id="candidate_count"
         ),
     ],
 )  # fmt: skip
