@@ -31,6 +31,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gateway_server.auth import KeyTable
 from gateway_server.config import GatewayConfig, RouteConfig, parse_config
 from gateway_server.errors import ConfigError
 
@@ -189,6 +190,9 @@ class ConfigWatcher:
         state = self.state
         changes = diff_routes(state.config.routes, config.routes)
         state.registry.replace(config)  # one assignment: readers see the old table or the new one
+        state.auth = KeyTable.from_config(
+            config.auth, allow_unauthenticated_admin=state.auth.allow_unauthenticated_admin
+        )  # added, removed or rotated gateway keys apply at once
         state.config = config
         state.max_request_bytes = config.server.max_request_bytes
         self.reloads += 1

@@ -279,3 +279,27 @@ def test_no_watcher_without_reload_interval(tmp_path: Path) -> None:
     app = create_app(load_config(path))
     with serve_in_thread(app, lifespan="on"):
         assert "config_watcher" not in app.state.extras
+
+
+def test_reload_applies_rotated_gateway_keys(tmp_path: Path) -> None:
+    """Gateway API keys are part of the reload: a rotated key works at once, the old one stops."""
+    path = tmp_path / "gateway.yaml"
+
+    def with_key(key: str) -> str:
+        return (
+            _file(_fake_route("chat"))
+            + f"auth:\n  keys:\n    - {{name: app, key: '{key}', scopes: [query]}}\n"
+        )
+
+    path.write_text(with_key("gk-old-0001"), encoding="utf-8")
+    with _gateway(path) as (_, client):
+        old = {"Authorization": "Bearer gk-old-0001"}
+        new = {"Authorization": "Bearer gk-new-0002"}
+        assert client.post("/gateway/chat/invocations", json=CHAT, headers=old).status_code == 200
+        _write(path, with_key("gk-new-0002"), rename=True)
+        wait_until(
+            lambda: client.post("/gateway/chat/invocations", json=CHAT, headers=new).status_code == 200,
+            5,
+            message="the rotated key",
+        )
+        assert client.post("/gateway/chat/invocations", json=CHAT, headers=old).status_code == 401
