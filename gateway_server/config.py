@@ -13,8 +13,8 @@ file is validated by the pydantic models below. Loading never writes ``os.enviro
 from __future__ import annotations
 
 import difflib
-from collections import Counter
 import re
+from collections import Counter
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
