@@ -105,6 +105,7 @@ _gatewayctl_serve() {
         '--allow-unauthenticated-admin[Allow creating and deleting routes without an admin key (local deve...]' \
         '--graceful-timeout[Seconds in-flight requests get to finish on shutdown]:value:_files' \
         '--check[Validate the config and exit without serving]' \
+        '--access-log[Log one line per request (off by default: it costs CPU on every call)]' \
         '--help[Show this message and exit]' \
         ':Config file (YAML):_files'
 }

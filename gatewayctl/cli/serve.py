@@ -15,7 +15,7 @@ from gatewayctl.cli import output
 __all__ = ["serve"]
 
 
-def serve(
+def serve(  # noqa: PLR0913 - one parameter per documented option
     config: Annotated[
         Path, typer.Argument(exists=True, dir_okay=False, metavar="CONFIG", help="Config file (YAML).")
     ],
@@ -37,6 +37,12 @@ def serve(
     ] = 30.0,
     check: Annotated[
         bool, typer.Option("--check", help="Validate the config and exit without serving.")
+    ] = False,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log", help="Log one line per request (off by default: it costs CPU on every call)."
+        ),
     ] = False,
 ) -> None:
     """Run the gateway: validate CONFIG, then serve it until stopped (SIGTERM or Ctrl-C).
@@ -62,4 +68,5 @@ def serve(
         workers=workers,
         allow_unauthenticated_admin=allow_unauthenticated_admin,
         graceful_timeout=graceful_timeout,
+        access_log=access_log,
     )

@@ -53,7 +53,7 @@ def test_serve_passes_every_option_to_the_runner(
 ) -> None:
     result = cli(
         "serve", config_path, "--host", "0.0.0.0", "--port", "8123", "--workers", "3",
-        "--allow-unauthenticated-admin", "--graceful-timeout", "5",
+        "--allow-unauthenticated-admin", "--graceful-timeout", "5", "--access-log",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert runner_calls == [
@@ -65,6 +65,7 @@ def test_serve_passes_every_option_to_the_runner(
                 "workers": 3,
                 "allow_unauthenticated_admin": True,
                 "graceful_timeout": 5.0,
+                "access_log": True,
             },
         )
     ]
@@ -78,6 +79,7 @@ def test_serve_defaults(cli: Cli, config_path: str, runner_calls: list[tuple[str
         "workers": 1,
         "allow_unauthenticated_admin": False,
         "graceful_timeout": 30.0,
+        "access_log": False,
     }
 
 

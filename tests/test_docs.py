@@ -1,0 +1,70 @@
+"""The docs stay true: every provider's row matches its adapter, every CLI command is documented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from gateway_server.providers import PROVIDERS
+from gateway_server.routes import RouteType
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+LETTERS = {"C": RouteType.CHAT, "Co": RouteType.COMPLETIONS, "E": RouteType.EMBEDDINGS}
+
+
+def _provider_rows() -> dict[str, list[str]]:
+    rows = {}
+    for line in (DOCS / "providers.md").read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^\| `([^`]+)`[^|]*\|", line)
+        if match:
+            rows[match.group(1)] = [cell.strip() for cell in line.strip().strip("|").split("|")]
+    return rows
+
+
+def _types(cell: str) -> set[RouteType]:
+    return {LETTERS[token] for token in re.findall(r"\b(Co|C|E)\b", cell.split("(")[0])}
+
+
+@pytest.mark.parametrize("name", sorted(PROVIDERS))
+def test_docs_provider_row_matches_adapter(name: str) -> None:
+    adapter = PROVIDERS[name]
+    rows = _provider_rows()
+    assert adapter.name in rows, f"docs/providers.md has no row for `{adapter.name}`"
+    _, route_types, streaming, *_ = rows[adapter.name]
+    assert _types(route_types) == set(adapter.route_types), f"{adapter.name}: route types column"
+    if adapter.streaming_route_types:
+        assert _types(streaming) == set(adapter.streaming_route_types), f"{adapter.name}: streaming column"
+    else:
+        assert streaming.startswith("no"), f"{adapter.name}: streaming column should say no"
+
+
+def test_docs_no_row_for_an_unknown_provider() -> None:
+    names = {adapter.name for adapter in PROVIDERS.values()}
+    assert set(_provider_rows()) <= names
+
+
+def test_docs_every_cli_command_is_documented() -> None:
+    import typer.main
+
+    from gatewayctl.cli.app import app
+
+    group = typer.main.get_command(app)
+    text = (DOCS / "cli.md").read_text(encoding="utf-8")
+    commands = []
+    for name, command in group.commands.items():
+        subcommands = getattr(command, "commands", None) or {}
+        commands += [(f"{name} {sub}", c) for sub, c in subcommands.items()] or [(name, command)]
+    for full, command in commands:
+        assert f"`gatewayctl {full}" in text, f"docs/cli.md does not document `gatewayctl {full}`"
+        for param in command.params:
+            for option in getattr(param, "opts", []):
+                if option.startswith("--") and option != "--help":
+                    assert option in text, f"docs/cli.md does not mention {option} of `{full}`"
+
+
+def test_docs_every_route_type_is_documented() -> None:
+    readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    for route_type in RouteType:
+        assert route_type.value in readme
