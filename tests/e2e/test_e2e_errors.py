@@ -61,8 +61,8 @@ def test_json_that_is_not_an_object_is_400(http: httpx.Client) -> None:
     assert "must be a JSON object" in error_of(response, 400)
 
 
-# The seed-era names (``text``, ``candidate_count``) are renamed to OpenAI's (``input``, ``n``)
-# before they are checked, so the 400 names a field the caller never sent.
+# A seed-era name (``text``, ``candidate_count``) is reported as the caller sent it, not as the
+# OpenAI name (``input``, ``n``) it is translated to.
 @pytest.mark.parametrize(
     ("route", "body", "field"),
     [
