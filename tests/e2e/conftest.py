@@ -11,6 +11,7 @@ After the session the gateway is stopped and its whole output is checked for the
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pytest
 import yaml
 from e2e_support import SENTINEL, assert_no_sentinel, gateway_config
 
-from gateway_server.testing import FakeOpenAI, free_port
+from gateway_server.testing import FakeOpenAI
 from gateway_server.testing.process import GatewayProcess
 
 _NOTES: list[str] = []
@@ -41,9 +42,12 @@ def e2e_openai(e2e_openai_server: FakeOpenAI) -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture(scope="session")
-def closed_port() -> int:
-    """A port nothing listens on (free a moment ago; nothing in this suite binds it)."""
-    return free_port()
+def closed_port() -> Iterator[int]:
+    """A port that refuses connections for the whole session: bound here but never listening, so
+    connecting gets ECONNREFUSED and no other process can take the port meanwhile."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
