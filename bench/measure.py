@@ -11,7 +11,7 @@ import re
 import statistics
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench._proc import cpu_seconds, http_get, http_post, pin_self, rss_mib, system_cpu
@@ -97,6 +97,7 @@ STREAM_CALLS = [
     Call("chat", "/endpoints/chat/invocations", {**SEED_CHAT, "stream": True}, _chat_openai_ok),
 ]
 UPSTREAM_KEY = "sk-bench-not-a-secret"
+UNPACED_ROUTE = "chat-unpaced"
 
 
 @dataclass
@@ -137,6 +138,7 @@ class Target:
     upstream_pid: int
     headers: dict[str, str] = field(default_factory=dict)
     primary: str = "seed chat"
+    unpaced_port: int | None = None  # an upstream whose streams are not paced (route "chat-unpaced")
 
 
 def _loads(body: bytes) -> dict:
@@ -415,12 +417,50 @@ def find_stream_call(t: Target) -> tuple[Call | None, str]:
     return None, "; ".join(reasons)
 
 
+def _unpaced(call: Call) -> Call:
+    """The same streaming call on the ``chat-unpaced`` route (its upstream sends all events at once)."""
+    if call.path.startswith("/v1/"):
+        return replace(call, body={**call.body, "model": UNPACED_ROUTE})
+    return replace(call, path=call.path.replace("/chat/", f"/{UNPACED_ROUTE}/"))
+
+
+def _stream_pair(via: LoadSpec, direct: LoadSpec, rounds: int, prefix: str) -> dict:
+    d_runs, g_runs = interleaved(direct, via, rounds)
+    d_first = [_median_ms(r, True) for r in d_runs]
+    g_first = [_median_ms(r, True) for r in g_runs]
+    d_total = [_median_ms(r) for r in d_runs]
+    g_total = [_median_ms(r) for r in g_runs]
+    if None in d_first + g_first + d_total + g_total:
+        return {f"{prefix}_error": f"not available: {_first_error(g_runs + d_runs)}"}
+    d_ok = sum(r.ok for r in d_runs)
+    g_ok = sum(r.ok for r in g_runs)
+    return {
+        f"{prefix}_direct_first_event_ms": _r(statistics.median(d_first)),
+        f"{prefix}_gateway_first_event_ms": _r(statistics.median(g_first)),
+        f"{prefix}_added_first_event_ms": _r(
+            statistics.median(g - d for g, d in zip(g_first, d_first, strict=True))
+        ),
+        f"{prefix}_direct_total_ms": _r(statistics.median(d_total)),
+        f"{prefix}_added_total_ms": _r(
+            statistics.median(g - d for g, d in zip(g_total, d_total, strict=True))
+        ),
+        f"{prefix}_events_direct": round(sum(r.events for r in d_runs) / d_ok, 1) if d_ok else None,
+        f"{prefix}_events_gateway": round(sum(r.events for r in g_runs) / g_ok, 1) if g_ok else None,
+        f"{prefix}_errors": _errors(d_runs + g_runs),
+    }
+
+
 def streaming(t: Target, plan: Plan) -> dict:
-    """Added time to the first ``data:`` event and added total stream time at c=1, interleaved."""
+    """c=1 streams, interleaved with direct ones: added time to the first ``data:`` event and to the end.
+
+    Paced (the upstream waits between events, like a model) for the time to first event, and, when the
+    gateway has the ``chat-unpaced`` route, unpaced (all events at once) for the cost of each event.
+    """
     call, why = find_stream_call(t)
     if call is None:
         return {"stream_error": f"not available: {why}"}
-    d_body = {**DIRECT["chat"][1], "stream": True}
+    d_path, d_body = DIRECT["chat"][0], {**DIRECT["chat"][1], "stream": True}
+    auth = {"Authorization": f"Bearer {UPSTREAM_KEY}"}
     common = {
         "concurrency": 1,
         "requests": plan.stream_requests,
@@ -428,33 +468,26 @@ def streaming(t: Target, plan: Plan) -> dict:
         "warmup": 1,
         "stream": True,
     }
-    direct = _spec(
-        t.upstream_port, DIRECT["chat"][0], d_body, {"Authorization": f"Bearer {UPSTREAM_KEY}"}, **common
-    )
-    via = _spec(t.port, call.path, call.body, t.headers, **common)
     pin_self(UPSTREAM_CPU)
-    d_runs, g_runs = interleaved(direct, via, plan.stream_rounds)
-    d_first = [_median_ms(r, True) for r in d_runs]
-    g_first = [_median_ms(r, True) for r in g_runs]
-    d_total = [_median_ms(r) for r in d_runs]
-    g_total = [_median_ms(r) for r in g_runs]
-    if None in d_first + g_first + d_total + g_total:
-        return {"stream_error": f"not available: {_first_error(g_runs + d_runs)}"}
-    d_ok = sum(r.ok for r in d_runs)
-    g_ok = sum(r.ok for r in g_runs)
-    return {
-        "stream_path": call.path,
-        "stream_direct_first_event_ms": _r(statistics.median(d_first)),
-        "stream_gateway_first_event_ms": _r(statistics.median(g_first)),
-        "stream_added_first_event_ms": _r(
-            statistics.median(g - d for g, d in zip(g_first, d_first, strict=True))
-        ),
-        "stream_direct_total_ms": _r(statistics.median(d_total)),
-        "stream_added_total_ms": _r(statistics.median(g - d for g, d in zip(g_total, d_total, strict=True))),
-        "stream_events_direct": round(sum(r.events for r in d_runs) / d_ok, 1) if d_ok else None,
-        "stream_events_gateway": round(sum(r.events for r in g_runs) / g_ok, 1) if g_ok else None,
-        "stream_errors": _errors(d_runs + g_runs),
-    }
+    direct = _spec(t.upstream_port, d_path, d_body, auth, **common)
+    via = _spec(t.port, call.path, call.body, t.headers, **common)
+    out = {"stream_path": call.path} | _stream_pair(via, direct, plan.stream_rounds, "stream")
+    if t.unpaced_port is None:
+        return out
+    fast = _unpaced(call)
+    why = check_stream_call(t.port, fast, t.headers)
+    if why is not None:
+        return out | {"stream_unpaced_error": f"not available: {why}"}
+    common["requests"] = plan.stream_requests * 4
+    direct = _spec(t.unpaced_port, d_path, d_body, auth, **common)
+    via = _spec(t.port, fast.path, fast.body, t.headers, **common)
+    out |= _stream_pair(via, direct, plan.stream_rounds, "stream_unpaced")
+    # the events after the first: what the gateway adds per forwarded event, fixed request cost excluded
+    total, first = out.get("stream_unpaced_added_total_ms"), out.get("stream_unpaced_added_first_event_ms")
+    events = out.get("stream_unpaced_events_gateway")
+    if total is not None and first is not None and events and events > 1:
+        out["stream_unpaced_added_per_event_us"] = round((total - first) * 1000 / (events - 1), 1)
+    return out
 
 
 def path_matrix(t: Target, plan: Plan, names: list[str]) -> dict:
@@ -510,7 +543,7 @@ def metrics_check(port: int) -> dict:
         status, body = http_get(port, "/metrics", timeout=5)
     except OSError as exc:
         return {"metrics_endpoint": f"unreachable ({exc})"}
-    return {"metrics_endpoint": f"HTTP {status}, {len(body)} bytes"}
+    return {"metrics_endpoint": f"HTTP {status}", "metrics_bytes": len(body)}
 
 
 def poll_exited(proc: subprocess.Popen) -> bool:

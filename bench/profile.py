@@ -52,6 +52,8 @@ def summarise(collapsed: str, top: int = 15) -> dict:
         leaf = stack.rsplit(";", 1)[-1]
         m = _FRAME.match(leaf)
         func, file = (m["func"], m["file"]) if m else (leaf, "?")
+        if leaf.startswith("process ") and ";" not in stack:  # --subprocesses root frame only
+            func, file = "(no Python frame: native or idle)", "native"
         by_func[f"{func} ({file})"] += n
         by_pkg[_package(file)] += n
     if not total:

@@ -30,11 +30,17 @@ ROWS: list[tuple[str, str, str]] = [
     ("stream_added_first_event_ms", "stream: added time to first event", "ms"),
     ("stream_direct_total_ms", "stream: direct total time", "ms"),
     ("stream_added_total_ms", "stream: added total time", "ms"),
-    ("stream_events_gateway", "stream: events per stream via gateway (direct)", "n"),
+    ("stream_events_gateway", "stream: events per stream via gateway", "n"),
+    ("stream_unpaced_direct_total_ms", "unpaced stream: direct total time", "ms"),
+    ("stream_unpaced_added_first_event_ms", "unpaced stream: added time to first event", "ms"),
+    ("stream_unpaced_added_total_ms", "unpaced stream: added total time", "ms"),
+    ("stream_unpaced_added_per_event_us", "unpaced stream: added time per event after the first", "us"),
     ("rss_idle_mib", "RSS idle (after start-up)", "MiB"),
     ("rss_after_mib", "RSS after the load", "MiB"),
     ("auth_enforced", "auth enforced (request without key refused)", ""),
     ("metrics_endpoint", "GET /metrics", ""),
+    ("metrics_bytes", "GET /metrics size after the load", "bytes"),
+    ("noisy_attempts_discarded", "attempts discarded: other jobs used the cores", "count"),
 ]
 DIRECT_ROWS: list[tuple[str, str, str]] = [
     ("background_busy_cores", "other processes' CPU use before the repeat (1 s idle sample)", "cores"),

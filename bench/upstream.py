@@ -298,9 +298,14 @@ class UpstreamProtocol(asyncio.Protocol):
         if isinstance(parts, bytes):
             self._write(parts, keep_alive)
         else:
+            # each step is due at an absolute time (start + sum of the delays so far), so timer lateness
+            # does not accumulate over a stream: a paced stream always lasts about the same
+            loop = asyncio.get_running_loop()
+            due = loop.time()
             for delay, data in parts.steps:
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                due += delay
+                if due > loop.time():
+                    await asyncio.sleep(due - loop.time())
                 if self.transport is None:
                     return
                 self.transport.write(data)
