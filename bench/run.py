@@ -58,6 +58,7 @@ MLFLOW_VENV = ROOT / ".cache" / "mlflow-2.8.1-venv"
 MLFLOW_CMD = (
     "{venv}/bin/mlflow gateway start --config-path {config} --host 127.0.0.1 --port {port} --workers 1"
 )
+STANDIN_CMD = "{python} -m bench._standin_proxy {config} --host 127.0.0.1 --port {port}"
 ALL_PATHS = list(measure.CALLS)
 QUIET_CORES = 0.15
 SEED_PATHS = ["seed chat", "seed completions", "seed embeddings"]
@@ -138,6 +139,22 @@ def _scenarios(args: argparse.Namespace, upstream_port: int, unpaced_port: int) 
                 headers={"Authorization": f"Bearer {GATEWAY_KEY}"},
                 primary=args.primary,
                 features=True,
+            )
+        )
+    if args.standin:
+        out.append(
+            Scenario(
+                "stand-in proxy",
+                STANDIN_CMD,
+                plain,
+                paths=[
+                    "seed chat",
+                    "endpoints chat",
+                    "openai chat",
+                    "openai completions",
+                    "openai embeddings",
+                ],
+                primary=args.primary,
             )
         )
     if args.mlflow:
@@ -305,6 +322,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, help="repeats per scenario (default 3, --quick 1)")
     ap.add_argument("--out", type=Path, help="JSON file (default bench/results/<UTC timestamp>.json)")
     ap.add_argument("--mlflow", action="store_true", help=f"also measure MLflow 2.8.1 from {MLFLOW_VENV}")
+    ap.add_argument(
+        "--standin",
+        action="store_true",
+        help="also measure bench/_standin_proxy.py (the floor of this design)",
+    )
     ap.add_argument("--no-features", action="store_true", help="skip the features-on scenario")
     ap.add_argument(
         "--primary", default="seed chat", choices=list(measure.CALLS), help="path for c=1 and c=64"
