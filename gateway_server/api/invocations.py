@@ -182,7 +182,7 @@ async def handle_invocation(
         route_label = entry.name
         limit_headers: list[tuple[bytes, bytes]] = []
         if entry.limit is not None:  # every path family reaches here: /gateway, /endpoints, /v1
-            decision = state.limiter.hit(entry.limit, limit_key(entry.limit.key, scope, key_name))
+            decision = await state.limiter.hit(entry.limit, limit_key(entry.limit.key, scope, key_name))
             limit_headers = decision.headers()
             headers = headers + limit_headers
             if not decision.allowed:
