@@ -1,50 +1,148 @@
 """Build the gateway's ASGI application from a validated config.
 
-The app is two layers: :class:`GatewayApp` answers the invocation paths itself (the hot path,
-``api/invocations.py``) and hands everything else to a FastAPI app (route listing, health, docs,
-OpenAPI, admin). The FastAPI lifespan owns the one pooled upstream session.
+The app is two layers. :class:`GatewayApp` answers the invocation paths itself (the hot path,
+``api/invocations.py``), ``GET /health``, and the ASGI lifespan, which owns the one pooled upstream
+session and the config watcher. Everything else (route listing, admin, metrics, docs, OpenAPI) is a
+FastAPI app, built on first use: importing FastAPI is about a third of the process's start-up, so
+it is built in a worker thread right after start-up instead, and the first request that needs it
+waits for that build.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AsyncExitStack
 from typing import Any
 
 import aiohttp
-from fastapi import FastAPI
 
-from gateway_server.api.errors import install_error_handlers
+from gateway_server.api import paths
 from gateway_server.api.invocations import handle_invocation, match_invocation
-from gateway_server.api.openapi import install_openapi
-from gateway_server.api.routes_crud import router as routes_router
 from gateway_server.app_state import GatewayState
 from gateway_server.auth import ALLOW_UNAUTHENTICATED_ADMIN_ENV
 from gateway_server.config import GatewayConfig, load_config
 from gateway_server.providers._http import UpstreamClient, create_session
 from gateway_server.reload import RELOAD_INTERVAL, watch_config
 
-__all__ = ["CONFIG_ENV", "GatewayApp", "create_app", "create_app_from_env", "create_app_from_path"]
+__all__ = [
+    "CONFIG_ENV",
+    "GatewayApp",
+    "build_api",
+    "create_app",
+    "create_app_from_env",
+    "create_app_from_path",
+]
+
+logger = logging.getLogger("gateway_server")
 
 CONFIG_ENV = "GATEWAYCTL_CONFIG"
 RELOAD_INTERVAL_ENV = "GATEWAYCTL_RELOAD_INTERVAL"  # seconds; 0 turns hot reload off
 
+ASGIApp = Callable[..., Any]
+_HEALTH_BODY = b'{"status":"OK"}'
+_HEALTH_HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"15")]
+
 
 class GatewayApp:
-    """ASGI entry point: invocations go straight to the hot handler, the rest to FastAPI."""
+    """ASGI entry point: invocations, /health and the lifespan here; the rest to FastAPI."""
 
-    def __init__(self, state: GatewayState, api: FastAPI) -> None:
+    def __init__(
+        self,
+        state: GatewayState,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        reload_interval: float | None = None,
+    ) -> None:
         self.state = state
-        self.api = api
+        self._session = session
+        self._reload_interval = reload_interval
+        self._api: ASGIApp | None = None
+        self._api_build: asyncio.Future[ASGIApp] | None = None
+        self._resources: AsyncExitStack | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            invocation = match_invocation(scope["path"])
+        kind = scope["type"]
+        if kind == "http":
+            path = scope["path"]
+            invocation = match_invocation(path)
             if invocation is not None:
                 await handle_invocation(self.state, invocation, scope, receive, send)
                 return
-        await self.api(scope, receive, send)
+            if path == paths.HEALTH and scope["method"] in ("GET", "HEAD"):
+                await send({"type": "http.response.start", "status": 200, "headers": _HEALTH_HEADERS})
+                await send({"type": "http.response.body", "body": _HEALTH_BODY})
+                return
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        api = self._api or await self.api()
+        await api(scope, receive, send)
+
+    async def api(self) -> ASGIApp:
+        """The FastAPI side, built once (in a worker thread: the event loop keeps serving)."""
+        if self._api is None:
+            if self._api_build is None:
+                self._api_build = asyncio.ensure_future(asyncio.to_thread(build_api, self.state))
+            self._api = await asyncio.shield(self._api_build)
+        return self._api
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self._start()
+                except Exception as exc:  # the process edge: uvicorn reports it and exits
+                    logger.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+                self._api_build = asyncio.ensure_future(asyncio.to_thread(build_api, self.state))
+            elif message["type"] == "lifespan.shutdown":
+                await self._stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _start(self) -> None:
+        stack = AsyncExitStack()
+        session = self._session
+        if session is None:
+            session = create_session()
+            stack.push_async_callback(session.close)
+        self.state.upstream = UpstreamClient(session)
+        await stack.enter_async_context(watch_config(self.state, self._reload_interval))
+        self._resources = stack
+
+    async def _stop(self) -> None:
+        if self._api_build is not None:
+            await asyncio.gather(self._api_build, return_exceptions=True)  # never leave the thread behind
+        if self._resources is not None:
+            await self._resources.aclose()
+            self._resources = None
+        self.state.upstream = None
+
+
+def build_api(state: GatewayState) -> ASGIApp:
+    """The FastAPI app for listing, admin, metrics and docs, on ``state``."""
+    from fastapi import FastAPI
+
+    from gateway_server.api.errors import install_error_handlers
+    from gateway_server.api.openapi import install_openapi
+    from gateway_server.api.routes_crud import router as routes_router
+
+    api = FastAPI(
+        title="gatewayctl gateway",
+        description="An LLM gateway compatible with the MLflow AI Gateway API and the OpenAI API.",
+        version=_version(),
+    )
+    api.state.gateway = state
+    install_error_handlers(api)
+    api.include_router(routes_router)
+    install_openapi(api)
+    return api
 
 
 def create_app(
@@ -58,32 +156,7 @@ def create_app(
     With ``reload_interval`` (seconds), the lifespan watches ``config.path`` and hot-reloads it
     (``gateway_server/reload.py``); ``None`` serves ``config`` as given.
     """
-    state = GatewayState.from_config(config)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        own = session is None
-        upstream_session = create_session() if own else session
-        state.upstream = UpstreamClient(upstream_session)
-        try:
-            async with watch_config(state, reload_interval):
-                yield
-        finally:
-            state.upstream = None
-            if own:
-                await upstream_session.close()
-
-    api = FastAPI(
-        title="gatewayctl gateway",
-        description="An LLM gateway compatible with the MLflow AI Gateway API and the OpenAI API.",
-        version=_version(),
-        lifespan=lifespan,
-    )
-    api.state.gateway = state
-    install_error_handlers(api)
-    api.include_router(routes_router)
-    install_openapi(api)
-    return GatewayApp(state, api)
+    return GatewayApp(GatewayState.from_config(config), session=session, reload_interval=reload_interval)
 
 
 def create_app_from_path(path: str, *, reload_interval: float | None = RELOAD_INTERVAL) -> GatewayApp:

@@ -30,11 +30,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import limits
-from limits.aio.strategies import STRATEGIES
-from limits.storage import storage_from_string
-
 from gateway_server.errors import ConfigError, RateLimitError
+
+if TYPE_CHECKING:  # the library is imported when a route has a limit, not at every start-up
+    import limits
 
 if TYPE_CHECKING:
     from gateway_server.config import GatewayConfig
@@ -57,7 +56,9 @@ class RouteLimit:
 
     @classmethod
     def build(cls, route: str, calls: int, period_seconds: int, key: str) -> RouteLimit:
-        item = limits.RateLimitItemPerSecond(calls, period_seconds, namespace="gateway")
+        from limits import RateLimitItemPerSecond
+
+        item = RateLimitItemPerSecond(calls, period_seconds, namespace="gateway")
         return cls(route, calls, period_seconds, key, item, str(calls).encode())
 
     def describe(self) -> str:
@@ -103,17 +104,26 @@ class RateLimiter:
     def __init__(self, storage_uri: str = "memory://", strategy: str = "sliding-window-counter") -> None:
         self.storage_uri = storage_uri
         self.strategy = strategy
-        async_uri = storage_uri if storage_uri.startswith("async+") else f"async+{storage_uri}"
-        self._limiter = STRATEGIES[strategy](storage_from_string(async_uri))
+        self._limiter: Any = None  # built on the first hit: most gateways never count anything
+
+    def _build(self) -> Any:
+        from limits.aio.strategies import STRATEGIES
+        from limits.storage import storage_from_string
+
+        uri = self.storage_uri if self.storage_uri.startswith("async+") else f"async+{self.storage_uri}"
+        self._limiter = STRATEGIES[self.strategy](storage_from_string(uri))
+        return self._limiter
 
     async def hit(self, route: RouteLimit, key: str) -> Decision:
+        limiter = self._limiter or self._build()
         item = route.item
-        allowed = await self._limiter.hit(item, route.route, key)
-        reset_time, remaining = await self._limiter.get_window_stats(item, route.route, key)
+        allowed = await limiter.hit(item, route.route, key)
+        reset_time, remaining = await limiter.get_window_stats(item, route.route, key)
         return Decision(allowed, route, remaining, max(0.0, reset_time - time.time()))
 
     async def reset(self) -> None:
-        await self._limiter.storage.reset()
+        if self._limiter is not None:
+            await self._limiter.storage.reset()
 
 
 def limit_key(kind: str, scope: dict[str, Any], key_name: str | None = None) -> str:

@@ -1,34 +1,25 @@
-"""Rendering of errors: every failure answers the one JSON envelope of ``GatewayError.to_payload``.
-
-The hot path renders with :func:`error_response`; FastAPI's own paths get the same envelope through
-handlers registered once by :func:`install_error_handlers`.
+"""Rendering of errors on the FastAPI side: every failure answers the one JSON envelope of
+``GatewayError.to_payload``, through handlers registered once by :func:`install_error_handlers`.
+The hot path renders the same envelope with ``api/envelope.py``.
 """
 
 from __future__ import annotations
 
 import logging
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway_server.api.envelope import error_body, internal_error
 from gateway_server.errors import ClientRequestError, GatewayError, InvalidRequestError
 
-__all__ = ["error_body", "install_error_handlers", "internal_error"]
+__all__ = ["install_error_handlers"]
 
 logger = logging.getLogger("gateway_server")
 
 JSON = "application/json"
-
-
-def error_body(exc: GatewayError) -> bytes:
-    return orjson.dumps(exc.to_payload())
-
-
-def internal_error() -> GatewayError:
-    return GatewayError("The gateway failed to handle this request; the server log has the details.")
 
 
 def _render(exc: GatewayError) -> Response:

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from gateway_server.api import paths
-from gateway_server.api.errors import error_body, internal_error
+from gateway_server.api.envelope import error_body, internal_error
 from gateway_server.api.streaming import MODEL_HEADER, stream_response
 from gateway_server.auth import QUERY
 from gateway_server.errors import (

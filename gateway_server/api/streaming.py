@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from gateway_server.api.errors import internal_error
+from gateway_server.api.envelope import internal_error
 from gateway_server.errors import GatewayError
 from gateway_server.registry import RouteEntry
 from gateway_server.reliability import open_stream

@@ -1,0 +1,20 @@
+"""The error envelope as bytes, for the hot path (no web framework imported here).
+
+``api/errors.py`` renders the same envelope for the FastAPI side.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from gateway_server.errors import GatewayError
+
+__all__ = ["error_body", "internal_error"]
+
+
+def error_body(exc: GatewayError) -> bytes:
+    return orjson.dumps(exc.to_payload())
+
+
+def internal_error() -> GatewayError:
+    return GatewayError("The gateway failed to handle this request; the server log has the details.")
