@@ -503,22 +503,23 @@ async def open_stream(
     *,
     rng: random.Random | Any = random,
     clock: Clock = time.monotonic,
-) -> tuple[Target, dict[str, Any] | None, AsyncIterator[dict[str, Any]]]:
+) -> tuple[Target, list[dict[str, Any]] | None, AsyncIterator[list[dict[str, Any]]]]:
     """Open a stream along the plan: retried only until its first chunk is ready.
 
-    Returns ``(model that serves, first chunk or None, the rest)``. The deadline bounds the opening
+    Chunks come in batches, one per upstream read (``UpstreamClient.stream_batches``). Returns
+    ``(model that serves, first batch or None, the rest)``. The deadline bounds the opening
     (every attempt, up to the first chunk); after that each wait for the next bytes is bounded by
     the route's timeout, as for a stream without retries.
     """
     deadline = Deadline(plan.timeout, clock)
     per_read = aiohttp.ClientTimeout(total=plan.timeout)
 
-    async def run(target: Target, deadline: Deadline) -> tuple[Any, AsyncIterator[dict[str, Any]]]:
+    async def run(target: Target, deadline: Deadline) -> tuple[Any, AsyncIterator[list[dict[str, Any]]]]:
         adapter = target.adapter
         if adapter.in_process:
-            chunks: AsyncIterator[dict[str, Any]] = _aiter(adapter.respond_stream(route_type, payload))
+            chunks: AsyncIterator[list[dict[str, Any]]] = _aiter(adapter.respond_stream(route_type, payload))
         else:
-            chunks = upstream.stream(adapter, route_type, payload, per_read)
+            chunks = upstream.stream_batches(adapter, route_type, payload, per_read)
         try:
             async with asyncio.timeout(deadline.remaining()):
                 first = await anext(chunks, None)
@@ -536,6 +537,5 @@ async def open_stream(
     return target, first, chunks
 
 
-async def _aiter(chunks: Sequence[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
-    for chunk in chunks:
-        yield chunk
+async def _aiter(chunks: Sequence[dict[str, Any]]) -> AsyncIterator[list[dict[str, Any]]]:
+    yield list(chunks)  # an in-process answer is ready at once: one batch

@@ -115,8 +115,8 @@ async def stream_response(
 
 
 async def _forward(
-    first: dict[str, Any] | None,
-    chunks: AsyncIterator[dict[str, Any]],
+    first: list[dict[str, Any]] | None,
+    batches: AsyncIterator[list[dict[str, Any]]],
     decorate: _ChunkDecorator,
     receive: Any,
     send: Any,
@@ -135,10 +135,11 @@ async def _forward(
     watcher = asyncio.ensure_future(watch_disconnect())
     ending = DONE
     try:
-        chunk = first
-        while chunk is not None:
-            await send({"type": "http.response.body", "body": decorate(chunk), "more_body": True})
-            chunk = await anext(chunks, None)
+        batch = first
+        while batch is not None:
+            body = decorate(batch[0]) if len(batch) == 1 else b"".join(map(decorate, batch))
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            batch = await anext(batches, None)
     except GatewayError as exc:
         ending = _error_event(exc)
     except asyncio.CancelledError:
@@ -151,6 +152,6 @@ async def _forward(
         ending = _error_event(internal_error())
     finally:
         watcher.cancel()
-        await chunks.aclose()
+        await batches.aclose()
     if not disconnected:
         await send({"type": "http.response.body", "body": ending, "more_body": False})

@@ -8,6 +8,7 @@ and shared by every route; adapters never see it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import aiohttp
@@ -93,14 +94,26 @@ class UpstreamClient:
     async def stream(
         self, adapter: Adapter, route_type: RouteType, payload: dict[str, Any], timeout: aiohttp.ClientTimeout
     ) -> AsyncIterator[dict[str, Any]]:
-        """Standard chunks as the upstream sends them. Nothing is yielded before the upstream has
-        answered 2xx, so a failure before the first event raises like a normal call. ``timeout``
-        bounds the connection and each wait for the next bytes, not the stream's whole length."""
+        """Standard chunks one by one (see :meth:`stream_batches`)."""
+        async with aclosing(self.stream_batches(adapter, route_type, payload, timeout)) as batches:
+            async for batch in batches:
+                for chunk in batch:
+                    yield chunk
+
+    async def stream_batches(
+        self, adapter: Adapter, route_type: RouteType, payload: dict[str, Any], timeout: aiohttp.ClientTimeout
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Standard chunks as the upstream sends them, grouped by upstream read: whatever one read
+        brought is forwarded together (one write to the client instead of one per event, and no
+        waiting for more). Nothing is yielded before the upstream has answered 2xx, so a failure
+        before the first event raises like a normal call. ``timeout`` bounds the connection and
+        each wait for the next bytes, not the stream's whole length."""
         request = adapter.build_stream_request(route_type, payload)
         stream_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=timeout.total, sock_read=timeout.total
         )
         decoder = adapter.stream_decoder()
+        parse = adapter.parse_stream_event
         state: dict[str, Any] = {}
         try:
             async with self.session.request(
@@ -114,12 +127,14 @@ class UpstreamClient:
                     raw = await response.read()
                     self._raise_status(adapter, response.status, response.headers, raw)
                 async for data in response.content.iter_any():
-                    for event in decoder.feed(data):
-                        for chunk in adapter.parse_stream_event(route_type, event, state):
-                            yield chunk
-                for event in decoder.close():
-                    for chunk in adapter.parse_stream_event(route_type, event, state):
-                        yield chunk
+                    batch = [
+                        chunk for event in decoder.feed(data) for chunk in parse(route_type, event, state)
+                    ]
+                    if batch:
+                        yield batch
+                batch = [chunk for event in decoder.close() for chunk in parse(route_type, event, state)]
+                if batch:
+                    yield batch
         except aiohttp.ClientError as exc:
             raise self._transport_error(adapter, request, exc, stream_timeout) from exc
         except TimeoutError as exc:

@@ -35,15 +35,25 @@ class SSEDecoder:
         self._event: str | None = None
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
-        self._buffer += chunk
+        buffer = self._buffer + chunk if self._buffer else chunk
+        cut = buffer.rfind(b"\n")
+        if cut < 0:
+            self._buffer = buffer
+            return []
+        self._buffer = buffer[cut + 1 :]
+        # Complete lines only, decoded at once (a newline never splits a UTF-8 character).
+        text = buffer[: cut + 1].decode("utf-8")
+        if "\r" in text:
+            text = text.replace("\r\n", "\n")
         events: list[StreamEvent] = []
-        while True:
-            newline = self._buffer.find(b"\n")
-            if newline < 0:
-                return events
-            line = self._buffer[:newline].rstrip(b"\r").decode("utf-8")
-            self._buffer = self._buffer[newline + 1 :]
-            self._line(line, events)
+        data = self._data
+        for line in text[:-1].split("\n"):
+            if line.startswith("data: "):  # the common line, kept out of the general path
+                data.append(line[6:])
+            else:
+                self._line(line, events)
+                data = self._data
+        return events
 
     def close(self) -> list[StreamEvent]:
         """Flush what is left at the end of the body (a last event without its blank line)."""
