@@ -11,6 +11,7 @@ waits for that build.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from collections.abc import Callable
@@ -55,8 +56,10 @@ class GatewayApp:
         *,
         session: aiohttp.ClientSession | None = None,
         reload_interval: float | None = None,
+        freeze_heap: bool = False,
     ) -> None:
         self.state = state
+        self.freeze_heap = freeze_heap  # a serving process's choice (runner), not a library's
         self._session = session
         self._reload_interval = reload_interval
         self._api: ASGIApp | None = None
@@ -101,6 +104,8 @@ class GatewayApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
                 self._api_build = asyncio.ensure_future(asyncio.to_thread(build_api, self.state))
+                if self.freeze_heap:
+                    self._api_build.add_done_callback(_freeze_heap)
             elif message["type"] == "lifespan.shutdown":
                 await self._stop()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -123,6 +128,14 @@ class GatewayApp:
             await self._resources.aclose()
             self._resources = None
         self.state.upstream = None
+
+
+def _freeze_heap(_: object = None) -> None:
+    """Move everything built at start-up (modules, config, routes, the FastAPI app) out of the
+    garbage collector's sight: a full collection then walks only what requests allocate, which
+    removes the tens-of-milliseconds pauses that stretched the c=64 latency tail."""
+    gc.collect()
+    gc.freeze()
 
 
 def build_api(state: GatewayState) -> ASGIApp:
@@ -150,13 +163,19 @@ def create_app(
     *,
     session: aiohttp.ClientSession | None = None,
     reload_interval: float | None = None,
+    freeze_heap: bool = False,
 ) -> GatewayApp:
     """A fresh app for ``config``. Pass ``session`` to share an upstream session you own.
 
     With ``reload_interval`` (seconds), the lifespan watches ``config.path`` and hot-reloads it
     (``gateway_server/reload.py``); ``None`` serves ``config`` as given.
     """
-    return GatewayApp(GatewayState.from_config(config), session=session, reload_interval=reload_interval)
+    return GatewayApp(
+        GatewayState.from_config(config),
+        session=session,
+        reload_interval=reload_interval,
+        freeze_heap=freeze_heap,
+    )
 
 
 def create_app_from_path(path: str, *, reload_interval: float | None = RELOAD_INTERVAL) -> GatewayApp:
@@ -170,6 +189,7 @@ def create_app_from_env() -> GatewayApp:
         raise RuntimeError(f"{CONFIG_ENV} is not set; it must name the gateway's config file")
     interval = float(os.environ.get(RELOAD_INTERVAL_ENV, RELOAD_INTERVAL))
     app = create_app_from_path(path, reload_interval=interval or None)
+    app.freeze_heap = True  # a serving worker process
     app.state.auth.allow_unauthenticated_admin = os.environ.get(ALLOW_UNAUTHENTICATED_ADMIN_ENV) == "1"
     return app
 

@@ -70,7 +70,7 @@ def run(
         os.environ[ALLOW_UNAUTHENTICATED_ADMIN_ENV] = "1" if allow_unauthenticated_admin else "0"
         uvicorn.run("gateway_server.app:create_app_from_env", factory=True, workers=workers, **common)
         return
-    app = create_app(config, reload_interval=reload_interval or None)
+    app = create_app(config, reload_interval=reload_interval or None, freeze_heap=True)
     app.state.auth.allow_unauthenticated_admin = allow_unauthenticated_admin
     with _signals_end_cleanly():
         uvicorn.Server(uvicorn.Config(app, **common)).run()
