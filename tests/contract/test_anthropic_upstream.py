@@ -3,19 +3,17 @@ against Anthropic's own SDK types so it cannot drift from the real wire format."
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
-from typing import Any
 
-import aiohttp
 import anthropic
 import httpx
 import orjson
 import pydantic
 import pytest
+from upstream_calls import call as _call
+from upstream_calls import stream as _stream
 
 from gateway_server.errors import UpstreamError, UpstreamStatusError, UpstreamTimeoutError
-from gateway_server.providers._http import UpstreamClient, create_session
 from gateway_server.providers.anthropic import AnthropicAdapter, AnthropicConfig
 from gateway_server.routes import RouteType
 from gateway_server.testing.fake_anthropic import FakeAnthropic
@@ -50,30 +48,6 @@ def fake(fake_server: FakeAnthropic) -> Iterator[FakeAnthropic]:
 def _adapter(fake: FakeAnthropic, key: str = KEY) -> AnthropicAdapter:
     config = AnthropicConfig.model_validate({"anthropic_api_key": key, "anthropic_api_base": fake.api_base})
     return AnthropicAdapter(config, MODEL)
-
-
-def _call(
-    adapter: AnthropicAdapter, route_type: RouteType, payload: dict[str, Any], timeout: float = 5
-) -> Any:
-    async def go() -> Any:
-        async with create_session() as session:
-            client = UpstreamClient(session)
-            return await client.call(adapter, route_type, payload, aiohttp.ClientTimeout(total=timeout))
-
-    return asyncio.run(go())
-
-
-def _stream(
-    adapter: AnthropicAdapter, route_type: RouteType, payload: dict[str, Any]
-) -> list[dict[str, Any]]:
-    async def go() -> list[dict[str, Any]]:
-        async with create_session() as session:
-            chunks = UpstreamClient(session).stream(
-                adapter, route_type, payload, aiohttp.ClientTimeout(total=5)
-            )
-            return [chunk async for chunk in chunks]
-
-    return asyncio.run(go())
 
 
 def test_anthropic_chat_request_reaches_upstream_exactly(fake: FakeAnthropic) -> None:

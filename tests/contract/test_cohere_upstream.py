@@ -3,11 +3,8 @@ Cohere's own SDK types (and client) so it cannot drift from the real v2 wire for
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
-from typing import Any
 
-import aiohttp
 import cohere
 import httpx
 import orjson
@@ -15,9 +12,10 @@ import pydantic
 import pytest
 from cohere.types import EmbedByTypeResponse
 from cohere.v2.types import V2ChatResponse, V2ChatStreamResponse
+from upstream_calls import call as _call
+from upstream_calls import stream as _stream
 
 from gateway_server.errors import UpstreamStatusError, UpstreamTimeoutError
-from gateway_server.providers._http import UpstreamClient, create_session
 from gateway_server.providers.cohere import CohereAdapter, CohereConfig
 from gateway_server.routes import RouteType
 from gateway_server.testing.fake_cohere import FakeCohere
@@ -53,26 +51,6 @@ def _adapter(fake: FakeCohere, key: str = KEY, model: str = MODEL) -> CohereAdap
     return CohereAdapter(
         CohereConfig.model_validate({"cohere_api_key": key, "cohere_api_base": fake.api_base}), model
     )
-
-
-def _call(adapter: CohereAdapter, route_type: RouteType, payload: dict[str, Any], timeout: float = 5) -> Any:
-    async def go() -> Any:
-        async with create_session() as session:
-            client = UpstreamClient(session)
-            return await client.call(adapter, route_type, payload, aiohttp.ClientTimeout(total=timeout))
-
-    return asyncio.run(go())
-
-
-def _stream(adapter: CohereAdapter, route_type: RouteType, payload: dict[str, Any]) -> list[dict[str, Any]]:
-    async def go() -> list[dict[str, Any]]:
-        async with create_session() as session:
-            chunks = UpstreamClient(session).stream(
-                adapter, route_type, payload, aiohttp.ClientTimeout(total=5)
-            )
-            return [chunk async for chunk in chunks]
-
-    return asyncio.run(go())
 
 
 def test_cohere_chat_request_reaches_upstream_exactly(fake: FakeCohere) -> None:

@@ -3,19 +3,17 @@ Google's own SDK types (and client) so it cannot drift from the real wire format
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
-from typing import Any
 
-import aiohttp
 import httpx
 import orjson
 import pytest
 from google import genai
 from google.genai import types
+from upstream_calls import call as _call
+from upstream_calls import stream as _stream
 
 from gateway_server.errors import UpstreamStatusError, UpstreamTimeoutError
-from gateway_server.providers._http import UpstreamClient, create_session
 from gateway_server.providers.gemini import GeminiAdapter, GeminiConfig
 from gateway_server.routes import RouteType
 from gateway_server.testing.fake_gemini import FakeGemini
@@ -51,26 +49,6 @@ def _adapter(fake: FakeGemini, key: str = KEY, model: str = MODEL) -> GeminiAdap
     return GeminiAdapter(
         GeminiConfig.model_validate({"gemini_api_key": key, "gemini_api_base": fake.api_base}), model
     )
-
-
-def _call(adapter: GeminiAdapter, route_type: RouteType, payload: dict[str, Any], timeout: float = 5) -> Any:
-    async def go() -> Any:
-        async with create_session() as session:
-            client = UpstreamClient(session)
-            return await client.call(adapter, route_type, payload, aiohttp.ClientTimeout(total=timeout))
-
-    return asyncio.run(go())
-
-
-def _stream(adapter: GeminiAdapter, route_type: RouteType, payload: dict[str, Any]) -> list[dict[str, Any]]:
-    async def go() -> list[dict[str, Any]]:
-        async with create_session() as session:
-            chunks = UpstreamClient(session).stream(
-                adapter, route_type, payload, aiohttp.ClientTimeout(total=5)
-            )
-            return [chunk async for chunk in chunks]
-
-    return asyncio.run(go())
 
 
 def test_gemini_chat_request_reaches_upstream_exactly(fake: FakeGemini) -> None:

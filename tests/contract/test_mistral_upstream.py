@@ -3,19 +3,17 @@ Mistral's own SDK models (and client) so it cannot drift from the real wire form
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
-from typing import Any
 
-import aiohttp
 import httpx
 import orjson
 import pytest
 from mistralai.client import Mistral
 from mistralai.client.models import ChatCompletionResponse, CompletionChunk, EmbeddingResponse
+from upstream_calls import call as _call
+from upstream_calls import stream as _stream
 
 from gateway_server.errors import UpstreamStatusError, UpstreamTimeoutError
-from gateway_server.providers._http import UpstreamClient, create_session
 from gateway_server.providers.mistral import MistralAdapter, MistralConfig
 from gateway_server.routes import RouteType
 from gateway_server.testing.fake_mistral import FakeMistral
@@ -50,26 +48,6 @@ def fake(fake_server: FakeMistral) -> Iterator[FakeMistral]:
 def _adapter(fake: FakeMistral, key: str = KEY) -> MistralAdapter:
     config = MistralConfig.model_validate({"mistral_api_key": key, "mistral_api_base": fake.api_base})
     return MistralAdapter(config, MODEL)
-
-
-def _call(adapter: MistralAdapter, route_type: RouteType, payload: dict[str, Any], timeout: float = 5) -> Any:
-    async def go() -> Any:
-        async with create_session() as session:
-            client = UpstreamClient(session)
-            return await client.call(adapter, route_type, payload, aiohttp.ClientTimeout(total=timeout))
-
-    return asyncio.run(go())
-
-
-def _stream(adapter: MistralAdapter, route_type: RouteType, payload: dict[str, Any]) -> list[dict[str, Any]]:
-    async def go() -> list[dict[str, Any]]:
-        async with create_session() as session:
-            chunks = UpstreamClient(session).stream(
-                adapter, route_type, payload, aiohttp.ClientTimeout(total=5)
-            )
-            return [chunk async for chunk in chunks]
-
-    return asyncio.run(go())
 
 
 def test_mistral_chat_request_reaches_upstream_exactly(fake: FakeMistral) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import pytest
+from upstream_calls import call as _call
 
 from gateway_server.errors import (
     UpstreamConnectionError,
@@ -15,7 +14,6 @@ from gateway_server.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
-from gateway_server.providers._http import UpstreamClient, create_session
 from gateway_server.providers.openai import OpenAIAdapter, OpenAIConfig
 from gateway_server.routes import RouteType
 from gateway_server.testing import FakeOpenAI, Fault, free_port
@@ -24,19 +22,6 @@ pytestmark = pytest.mark.contract
 
 KEY = "sk-contract-key"
 CHAT = {"messages": [{"role": "user", "content": "hello upstream"}], "temperature": 0.5}
-
-
-def _call(adapter: OpenAIAdapter, route_type: RouteType, payload: dict[str, Any], timeout: float = 5) -> Any:
-    async def go() -> Any:
-        session = create_session()
-        try:
-            return await UpstreamClient(session).call(
-                adapter, route_type, payload, aiohttp.ClientTimeout(total=timeout)
-            )
-        finally:
-            await session.close()
-
-    return asyncio.run(go())
 
 
 @pytest.fixture
