@@ -136,6 +136,23 @@ def rss_mib(pid: int, tree: bool = True) -> float | None:
     return total_kib / 1024 if seen else None
 
 
+def open_fds(pid: int) -> int | None:
+    """Open file descriptors of ``pid`` (sockets included): a leak of connections shows up here."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
+def threads(pid: int) -> int | None:
+    """``Threads:`` of ``pid`` from /proc/<pid>/status."""
+    text = _read(f"/proc/{pid}/status")
+    for line in (text or "").splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return None
+
+
 def read_line(proc: subprocess.Popen, prefix: str, timeout: float) -> str | None:
     """Read ``proc``'s stdout until a line starting with ``prefix`` arrives (or ``timeout`` / exit)."""
     assert proc.stdout is not None

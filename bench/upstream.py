@@ -11,8 +11,10 @@ Routes (``/v1`` prefix optional):
 * ``POST /v1/completions`` -> a fixed ``text_completion`` (streams too, as ``text_completion`` chunks).
 * ``POST /v1/embeddings`` -> a ``list`` of ``embedding`` objects, one per input.
 * ``GET /health`` -> ``{"status":"OK"}``; ``GET /__stats`` -> request counters (for validity checks).
+* ``--fail-every N`` (N > 0): every Nth POST is answered ``500`` with an OpenAI-style ``server_error``
+  body instead (streams too, before any event), for soak runs that need some upstream failures.
 
-Run: ``python -m bench.upstream --port 8001 [--chunks 32] [--chunk-delay-ms 5]``; it prints
+Run: ``python -m bench.upstream --port 8001 [--chunks 32] [--chunk-delay-ms 5] [--fail-every N]``; it prints
 ``READY <port>`` on stdout once listening and stops on SIGTERM/SIGINT or after ``--max-seconds``.
 From Python: ``start_upstream(...)`` (a pinned subprocess) or ``await serve(...)`` (in-process).
 """
@@ -70,6 +72,7 @@ class UpstreamOptions:
     first_delay_ms: float = 0.0  # pause before the first stream event (simulated time to first token)
     delay_ms: float = 0.0  # pause before a non-streamed answer
     embedding_dim: int = 256
+    fail_every: int = 0  # > 0: answer every Nth POST with a 500 (injected upstream failure)
 
 
 @dataclass
@@ -77,6 +80,7 @@ class UpstreamStats:
     requests: int = 0
     streams: int = 0
     errors: int = 0
+    failed: int = 0  # 500s injected by fail_every
     by_path: dict[str, int] = field(default_factory=dict)
 
 
@@ -205,6 +209,10 @@ class Answers:
         )
         self.bad_request = _response(
             b'{"error":{"message":"body is not JSON","type":"invalid_request_error"}}', "400 Bad Request"
+        )
+        self.server_error = _response(
+            b'{"error":{"message":"bench: injected upstream failure","type":"server_error"}}',
+            "500 Internal Server Error",
         )
         self.chat_stream = stream_events("chat", opts.chunks)
         self.completion_stream = stream_events("completions", opts.chunks)
@@ -340,6 +348,9 @@ class UpstreamServer:
                 return _response(_dumps(self.stats.__dict__))
             return self.answers.not_found
         self._count(path)
+        if self.opts.fail_every > 0 and self.stats.requests % self.opts.fail_every == 0:
+            self.stats.failed += 1
+            return self.answers.server_error
         if path == "/chat/completions":
             if _wants_stream(body):
                 return self._stream(self.answers.chat_stream)
@@ -438,7 +449,7 @@ def start_upstream(
     cmd = [sys.executable, "-m", "bench.upstream", "--port", str(port), "--max-seconds", str(max_seconds)]
     cmd += ["--chunks", str(opts.chunks), "--chunk-delay-ms", str(opts.chunk_delay_ms)]
     cmd += ["--first-delay-ms", str(opts.first_delay_ms), "--delay-ms", str(opts.delay_ms)]
-    cmd += ["--embedding-dim", str(opts.embedding_dim)]
+    cmd += ["--embedding-dim", str(opts.embedding_dim), "--fail-every", str(opts.fail_every)]
     proc = subprocess.Popen(pin_command(cmd, cpu), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
     try:
         line = read_line(proc, "READY ", timeout=20)
@@ -459,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first-delay-ms", type=float, default=0.0, help="pause before the first streamed event")
     ap.add_argument("--delay-ms", type=float, default=0.0, help="pause before a non-streamed answer")
     ap.add_argument("--embedding-dim", type=int, default=256)
+    ap.add_argument("--fail-every", type=int, default=0, help="answer every Nth POST with a 500 (0: never)")
     ap.add_argument("--max-seconds", type=float, default=3600.0, help="stop by itself after this long")
     args = ap.parse_args(argv)
     opts = UpstreamOptions(
@@ -467,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         first_delay_ms=args.first_delay_ms,
         delay_ms=args.delay_ms,
         embedding_dim=args.embedding_dim,
+        fail_every=args.fail_every,
     )
 
     async def run() -> UpstreamStats:
