@@ -58,17 +58,9 @@ class FakeAnthropic(FakeUpstream):
     name = "anthropic"
 
     def __init__(self, *, prefix: str = "/v1", api_key: str | None = None, chunk_delay: float = 0.0) -> None:
-        self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.api_key = api_key
         self._ids = itertools.count(1)
-        super().__init__(chunk_delay=chunk_delay)
-
-    @property
-    def api_base(self) -> str:
-        """``anthropic_api_base`` for routes aimed at this fake, e.g. ``http://127.0.0.1:PORT/v1``."""
-        if self.url is None:
-            raise RuntimeError("FakeAnthropic is not being served; use `with fake.serve():`")
-        return self.url + self.prefix
+        super().__init__(chunk_delay=chunk_delay, prefix=prefix)
 
     def routes(self) -> Iterator[Route]:
         yield Route("POST", f"{self.prefix}/messages", self.messages)

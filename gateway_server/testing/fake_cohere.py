@@ -64,18 +64,10 @@ class FakeCohere(FakeUpstream):
         embedding_dimensions: int = 8,
         chunk_delay: float = 0.0,
     ) -> None:
-        self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.api_key = api_key
         self.embedding_dimensions = embedding_dimensions
         self._ids = itertools.count(1)
-        super().__init__(chunk_delay=chunk_delay)
-
-    @property
-    def api_base(self) -> str:
-        """``cohere_api_base`` for routes aimed at this fake, e.g. ``http://127.0.0.1:PORT/v2``."""
-        if self.url is None:
-            raise RuntimeError("FakeCohere is not being served; use `with fake.serve():`")
-        return self.url + self.prefix
+        super().__init__(chunk_delay=chunk_delay, prefix=prefix)
 
     def routes(self) -> Iterator[Route]:
         yield Route("POST", f"{self.prefix}/chat", self.chat)

@@ -74,18 +74,10 @@ class FakeGemini(FakeUpstream):
         embedding_dimensions: int = 8,
         chunk_delay: float = 0.0,
     ) -> None:
-        self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.api_key = api_key
         self.embedding_dimensions = embedding_dimensions
         self._ids = itertools.count(1)
-        super().__init__(chunk_delay=chunk_delay)
-
-    @property
-    def api_base(self) -> str:
-        """``gemini_api_base`` for routes aimed at this fake, e.g. ``http://127.0.0.1:PORT/v1beta/models``."""
-        if self.url is None:
-            raise RuntimeError("FakeGemini is not being served; use `with fake.serve():`")
-        return self.url + self.prefix
+        super().__init__(chunk_delay=chunk_delay, prefix=prefix)
 
     def routes(self) -> Iterator[Route]:
         yield Route("POST", f"{self.prefix}/{{model}}:generateContent", self.generate)

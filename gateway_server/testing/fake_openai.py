@@ -97,7 +97,6 @@ class FakeOpenAI(FakeUpstream):
         embedding_dimensions: int = 8,
         chunk_delay: float = 0.0,
     ) -> None:
-        self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self._settings = {
             "api_key": api_key,
             "created": created,
@@ -107,14 +106,7 @@ class FakeOpenAI(FakeUpstream):
         self.created = created
         self.embedding_dimensions = embedding_dimensions
         self._ids = itertools.count(1)
-        super().__init__(chunk_delay=chunk_delay)
-
-    @property
-    def api_base(self) -> str:
-        """``openai_api_base`` for OpenAI-style routes, e.g. ``http://127.0.0.1:PORT/v1``."""
-        if self.url is None:
-            raise RuntimeError("FakeOpenAI is not being served; use `with fake.serve():`")
-        return self.url + self.prefix
+        super().__init__(chunk_delay=chunk_delay, prefix=prefix)
 
     def routes(self) -> Iterator[Route]:
         for kind, handler in (

@@ -175,14 +175,22 @@ class FakeUpstream:
 
     name: ClassVar[str] = "fake"
 
-    def __init__(self, *, chunk_delay: float = 0.0) -> None:
+    def __init__(self, *, chunk_delay: float = 0.0, prefix: str = "") -> None:
         self.default_chunk_delay = chunk_delay
         self.chunk_delay = chunk_delay
+        self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""  # the vendor's API path prefix
         self.url: str | None = None  # set while served by :meth:`serve`
         self._condition = threading.Condition()
         self._requests: list[RecordedRequest] = []
         self._faults: list[_Armed] = []
         self._routes = [(route.method, _compile(route.path), route.handler) for route in self.routes()]
+
+    @property
+    def api_base(self) -> str:
+        """The base URL a route's ``<vendor>_api_base`` points at: ``url`` + the vendor's prefix."""
+        if self.url is None:
+            raise RuntimeError(f"{type(self).__name__} is not being served; use `with fake.serve():`")
+        return self.url + self.prefix
 
     # -- for subclasses -------------------------------------------------------------------------
 
