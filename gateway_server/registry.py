@@ -1,7 +1,8 @@
 """The route table: name -> a ready-to-serve entry, behind a small interface.
 
 Everything a request needs that can be computed from the config is computed here, once, when a
-route is added: the adapter (with its URLs and headers), the timeout object, the public views.
+route is added: the reliability plan (adapters with their URLs and headers, retry policy, deadline,
+breakers), the rate limit, the public views.
 The table is replaced as a whole on reload (one assignment, atomic for readers), so a request
 keeps the entry it started with.
 """
@@ -11,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-import aiohttp
 
 from gateway_server.config import GatewayConfig, RouteConfig
 from gateway_server.errors import RouteExistsError, RouteNotFoundError
@@ -30,8 +29,7 @@ class RouteEntry:
     name: str
     route_type: RouteType
     config: RouteConfig
-    adapter: Adapter
-    timeout: aiohttp.ClientTimeout
+    adapter: Adapter  # the first primary model's (listings, a stream's default model name)
     public: dict[str, Any]
     endpoint: dict[str, Any]
     secrets: tuple[Secret, ...]
@@ -50,7 +48,6 @@ def build_entry(route: RouteConfig, breakers: BreakerBoard | None = None) -> Rou
         route_type=route.route_type,
         config=route,
         adapter=plan.primaries[0].adapter,
-        timeout=aiohttp.ClientTimeout(total=plan.timeout),
         public=public_route.model_dump(mode="json", exclude_none=True),
         endpoint=public_route.to_endpoint(),
         secrets=route.secrets(),
