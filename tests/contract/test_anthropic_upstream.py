@@ -3,14 +3,13 @@ against Anthropic's own SDK types so it cannot drift from the real wire format."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import anthropic
 import httpx
 import orjson
 import pydantic
 import pytest
 from upstream_calls import call as _call
+from upstream_calls import served_fake
 from upstream_calls import stream as _stream
 
 from gateway_server.errors import UpstreamError, UpstreamStatusError, UpstreamTimeoutError
@@ -32,17 +31,7 @@ TOOLS = {
 }
 
 
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(api_key=KEY).serve() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server: FakeAnthropic) -> Iterator[FakeAnthropic]:
-    fake_server.reset()
-    yield fake_server
-    fake_server.reset()
+fake_server, fake = served_fake(lambda: FakeAnthropic(api_key=KEY))
 
 
 def _adapter(fake: FakeAnthropic, key: str = KEY) -> AnthropicAdapter:

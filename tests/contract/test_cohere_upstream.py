@@ -3,8 +3,6 @@ Cohere's own SDK types (and client) so it cannot drift from the real v2 wire for
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import cohere
 import httpx
 import orjson
@@ -13,6 +11,7 @@ import pytest
 from cohere.types import EmbedByTypeResponse
 from cohere.v2.types import V2ChatResponse, V2ChatStreamResponse
 from upstream_calls import call as _call
+from upstream_calls import served_fake
 from upstream_calls import stream as _stream
 
 from gateway_server.errors import UpstreamStatusError, UpstreamTimeoutError
@@ -34,17 +33,7 @@ TOOLS = {
 }
 
 
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeCohere]:
-    with FakeCohere(api_key=KEY).serve() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server: FakeCohere) -> Iterator[FakeCohere]:
-    fake_server.reset()
-    yield fake_server
-    fake_server.reset()
+fake_server, fake = served_fake(lambda: FakeCohere(api_key=KEY))
 
 
 def _adapter(fake: FakeCohere, key: str = KEY, model: str = MODEL) -> CohereAdapter:

@@ -3,14 +3,13 @@ Google's own SDK types (and client) so it cannot drift from the real wire format
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import orjson
 import pytest
 from google import genai
 from google.genai import types
 from upstream_calls import call as _call
+from upstream_calls import served_fake
 from upstream_calls import stream as _stream
 
 from gateway_server.errors import UpstreamStatusError, UpstreamTimeoutError
@@ -32,17 +31,7 @@ TOOLS = {
 }
 
 
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeGemini]:
-    with FakeGemini(api_key=KEY).serve() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server: FakeGemini) -> Iterator[FakeGemini]:
-    fake_server.reset()
-    yield fake_server
-    fake_server.reset()
+fake_server, fake = served_fake(lambda: FakeGemini(api_key=KEY))
 
 
 def _adapter(fake: FakeGemini, key: str = KEY, model: str = MODEL) -> GeminiAdapter:

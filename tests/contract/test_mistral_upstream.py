@@ -3,14 +3,13 @@ Mistral's own SDK models (and client) so it cannot drift from the real wire form
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import orjson
 import pytest
 from mistralai.client import Mistral
 from mistralai.client.models import ChatCompletionResponse, CompletionChunk, EmbeddingResponse
 from upstream_calls import call as _call
+from upstream_calls import served_fake
 from upstream_calls import stream as _stream
 
 from gateway_server.errors import UpstreamStatusError, UpstreamTimeoutError
@@ -32,17 +31,7 @@ TOOLS = {
 }
 
 
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeMistral]:
-    with FakeMistral(api_key=KEY).serve() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server: FakeMistral) -> Iterator[FakeMistral]:
-    fake_server.reset()
-    yield fake_server
-    fake_server.reset()
+fake_server, fake = served_fake(lambda: FakeMistral(api_key=KEY))
 
 
 def _adapter(fake: FakeMistral, key: str = KEY) -> MistralAdapter:

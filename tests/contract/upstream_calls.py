@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
+import pytest
 
 from gateway_server.providers import Adapter
 from gateway_server.providers._http import UpstreamClient, create_session
 from gateway_server.routes import RouteType
+from gateway_server.testing.fake_upstreams import FakeUpstream
 
 
 async def _with_client(action: Any) -> Any:
@@ -36,3 +39,22 @@ def stream(
         return [chunk async for chunk in client.stream(adapter, route_type, payload, limit)]
 
     return asyncio.run(_with_client(collect))
+
+
+def served_fake(make: Callable[[], FakeUpstream]) -> tuple[Any, Any]:
+    """The two fixtures a contract module needs: ``fake_server`` (one fake served on 127.0.0.1 for
+    the module) and ``fake`` (that fake, reset before and after each test). Use as
+    ``fake_server, fake = served_fake(lambda: FakeX(api_key=KEY))``."""
+
+    @pytest.fixture(scope="module")
+    def fake_server() -> Iterator[FakeUpstream]:
+        with make().serve() as served:
+            yield served
+
+    @pytest.fixture
+    def fake(fake_server: FakeUpstream) -> Iterator[FakeUpstream]:
+        fake_server.reset()
+        yield fake_server
+        fake_server.reset()
+
+    return fake_server, fake
