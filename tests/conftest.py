@@ -4,7 +4,10 @@
 - ``tmp_config(text)`` writes a YAML file and returns its path;
 - ``free_port`` is a TCP port for a subprocess server (in-process servers bind port 0 instead);
 - ``fake_openai`` is a :class:`~gateway_server.testing.FakeOpenAI` served on 127.0.0.1 once per
-  session and reset (requests forgotten, faults disarmed) around every test that uses it.
+  session and reset (requests forgotten, faults disarmed) around every test that uses it;
+- ``redis_url`` is an empty database of a ``redis-server`` started on 127.0.0.1 once per session
+  (``server.shared_state`` tests). Without redis-server those tests skip locally and fail in CI
+  (``CI=true``), where ``scripts/test`` installs it.
 
 New vendor fakes follow the ``fake_openai`` pattern: a session fixture that serves the fake, and a
 function fixture that resets it.
@@ -23,6 +26,7 @@ import yaml
 
 from gateway_server.testing import FakeOpenAI
 from gateway_server.testing import free_port as _free_port
+from gateway_server.testing.redis_server import RedisServer, redis_server_binary
 
 _ISOLATED_PREFIXES = ("GATEWAYCTL_", "MLFLOW_GATEWAY_")
 _ISOLATED_SUFFIXES = ("_API_KEY",)
@@ -74,3 +78,22 @@ def fake_openai(fake_openai_server: FakeOpenAI) -> Iterator[FakeOpenAI]:
     fake_openai_server.reset()
     yield fake_openai_server
     fake_openai_server.reset()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One throw-away redis-server for the session (no persistence), stopped at the end."""
+    if redis_server_binary() is None:
+        reason = "redis-server is not installed (scripts/test installs it: apt-get install redis-server)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI must run the shared-state tests", pytrace=False)
+        pytest.skip(reason)
+    with RedisServer(work_dir=tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """``redis://127.0.0.1:PORT/0`` of the session's redis-server, emptied for this test."""
+    redis_server.flush()
+    return redis_server.url

@@ -6,6 +6,8 @@
 - :mod:`~gateway_server.testing.fake_upstreams`: :class:`FakeUpstream`, the base of the vendor
   fakes: every request is recorded as a :class:`RecordedRequest`, and a :class:`Fault` can be
   injected per call or persistently (error status, delay, non-JSON, dropped connection, cut stream).
+- :mod:`~gateway_server.testing.redis_server`: :class:`RedisServer`, a throw-away ``redis-server``
+  on 127.0.0.1 for ``server.shared_state`` tests (imported from its module: it needs redis-py).
 - one module per vendor fake: :class:`FakeOpenAI` (OpenAI and Azure OpenAI paths).
 
 Typical use::
