@@ -11,6 +11,7 @@ from gateway_server.limits import RateLimiter
 from gateway_server.metrics import Metrics
 from gateway_server.providers._http import UpstreamClient
 from gateway_server.registry import InMemoryRegistry, RouteRegistry
+from gateway_server.shared import SharedState
 
 __all__ = ["GatewayState"]
 
@@ -24,14 +25,21 @@ class GatewayState:
     admin_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one route change at a time
     upstream: UpstreamClient | None = None  # set by the app's lifespan (the pooled session)
     metrics: Metrics = field(default_factory=Metrics)
-    limiter: RateLimiter = field(default_factory=RateLimiter)  # per-process counts (runner refuses workers>1)
+    # Per-process counts unless shared_state is set (the runner refuses workers>1 then).
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    # server.shared_state: Redis for counters and run-time routes (shared.py); read once at start.
+    shared: SharedState | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> GatewayState:
+        url = config.server.shared_state
+        shared = SharedState(url) if url else None
         return cls(
             config=config,
             registry=InMemoryRegistry(config.routes),
             max_request_bytes=config.server.max_request_bytes,
             auth=KeyTable.from_config(config.auth),
+            limiter=RateLimiter(shared=shared),
+            shared=shared,
         )

@@ -15,6 +15,7 @@
     │   ├── PayloadTooLargeError        413
     │   └── RateLimitError              429; .retry_after
     ├── UnsupportedRouteTypeError       501; provider x route type combination not offered
+    ├── SharedStateUnavailableError     503; the shared Redis (server.shared_state) did not answer
     └── UpstreamError                   .provider, .upstream_status, .reason (never holds a secret)
         ├── UpstreamStatusError         status via ONE table (``upstream_status_to_gateway``)
         ├── UpstreamTimeoutError        504
@@ -44,6 +45,7 @@ __all__ = [
     "RouteExistsError",
     "RouteNotFoundError",
     "SecretNotFoundError",
+    "SharedStateUnavailableError",
     "UnsupportedRouteTypeError",
     "UpstreamConnectionError",
     "UpstreamError",
@@ -232,6 +234,25 @@ class UnsupportedRouteTypeError(GatewayError):
         )
 
 
+class SharedStateUnavailableError(GatewayError):
+    """The Redis named by ``server.shared_state`` did not answer in time (docs/scale-out.md).
+
+    Its message never holds the URL's password; one shown to callers does not name the URL at all.
+    """
+
+    status_code = 503
+    error_type = "shared_state_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float | None = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, round(self.retry_after)))}
+
+
 # ---------------------------------------------------------------- upstream errors
 
 
@@ -336,6 +357,7 @@ _BY_TYPE: dict[str, type[GatewayError]] = {
     cls.error_type: cls
     for cls in (
         ConfigError,
+        SharedStateUnavailableError,
         UpstreamStatusError,
         UpstreamConnectionError,
         UpstreamProtocolError,

@@ -1,8 +1,9 @@
 """Rate limits: MLflow's ``limit: {calls, renewal_period}`` plus ``key: route | client_ip | api_key``.
 
 One small interface, :meth:`RateLimiter.hit` ``(route, key) -> Decision``, in front of the
-``limits`` package (a well-kept library that also offers Redis, Memcached and MongoDB stores, so a
-shared store for several workers is a change of storage URI here, not of the call sites).
+``limits`` package (a well-kept library that also offers Redis, Memcached and MongoDB stores). With
+``server.shared_state`` the counts live in Redis, shared by every worker and replica
+(docs/scale-out.md); the call sites do not change.
 
 **Sliding-window counter, not fixed window and not moving window.** A fixed window admits up to
 2xN within a second across a window boundary, exactly the burst that trips the upstream's own rate
@@ -25,22 +26,27 @@ first 16 hex digits of the sha256 of the ``Authorization`` bearer (never the key
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gateway_server.errors import ConfigError, RateLimitError
+from gateway_server.errors import ConfigError, RateLimitError, SharedStateUnavailableError
 
 if TYPE_CHECKING:  # the library is imported when a route has a limit, not at every start-up
     import limits
 
 if TYPE_CHECKING:
     from gateway_server.config import GatewayConfig
+    from gateway_server.shared import SharedState
 
-__all__ = ["Decision", "RateLimiter", "RouteLimit", "check_workers", "limit_key"]
+__all__ = ["Decision", "RateLimiter", "RouteLimit", "check_workers", "limit_key", "window_decision"]
+
+logger = logging.getLogger("gateway_server.limits")
 
 _AUTHORIZATION = b"authorization"
+_LOG_EVERY = 10.0  # seconds between two log lines about the shared store not answering
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,38 +98,149 @@ class Decision:
 
 
 class RateLimiter:
-    """Counts calls per (route, key). In memory by default: counts are per process.
+    """Counts calls per (route, key): in this process's memory, or in Redis when ``shared`` is given.
 
     The ``limits.aio`` flavour: its in-memory store expires entries with an asyncio task, where the
     synchronous store starts a new thread every 10 ms under traffic (measured: +150 µs of gateway
     CPU a request, from thread starts and GIL hand-offs), and its Redis store is the same calls.
+
+    With Redis (``server.shared_state``, docs/scale-out.md) the counters are the ``limits``
+    package's async Redis storage through redis-py, on the process's one connection pool
+    (:class:`~gateway_server.shared.SharedState`). A sliding-window hit then costs one round
+    trip: the package's own two Lua scripts (take a slot, read the window) run as one script
+    (:func:`_one_trip_script`), atomically, and the headers' figures are computed from that window
+    here. ``hit`` + ``get_window_stats`` would be two round trips.
     """
 
-    __slots__ = ("_limiter", "storage_uri", "strategy")
+    __slots__ = ("_errors", "_failed_at", "_limiter", "_script", "shared", "storage_uri", "strategy")
 
-    def __init__(self, storage_uri: str = "memory://", strategy: str = "sliding-window-counter") -> None:
-        self.storage_uri = storage_uri
+    def __init__(
+        self,
+        storage_uri: str = "memory://",
+        strategy: str = "sliding-window-counter",
+        *,
+        shared: SharedState | None = None,
+    ) -> None:
+        self.shared = shared
+        self.storage_uri = shared.url if shared is not None else storage_uri
         self.strategy = strategy
         self._limiter: Any = None  # built on the first hit: most gateways never count anything
+        self._script: Any = None  # the one-round-trip sliding-window script (Redis only)
+        self._errors: tuple[type[BaseException], ...] = ()  # what "the store did not answer" raises
+        self._failed_at = -math.inf
 
     def _build(self) -> Any:
         from limits.aio.strategies import STRATEGIES
         from limits.storage import storage_from_string
 
-        uri = self.storage_uri if self.storage_uri.startswith("async+") else f"async+{self.storage_uri}"
-        self._limiter = STRATEGIES[self.strategy](storage_from_string(uri))
+        if self.shared is None:
+            uri = self.storage_uri if self.storage_uri.startswith("async+") else f"async+{self.storage_uri}"
+            storage = storage_from_string(uri)
+        else:
+            from redis import RedisError
+
+            storage = storage_from_string(
+                _limits_redis_uri(self.shared.url),
+                implementation="redispy",
+                connection_pool=self.shared.pool,
+                key_prefix=self.shared.limits_prefix,
+            )
+            self._errors = (RedisError, OSError)
+            if self.strategy == "sliding-window-counter":
+                bridge = storage.bridge
+                self._script = bridge.get_connection().register_script(_one_trip_script(bridge))
+        self._limiter = STRATEGIES[self.strategy](storage)
         return self._limiter
 
     async def hit(self, route: RouteLimit, key: str) -> Decision:
         limiter = self._limiter or self._build()
         item = route.item
-        allowed = await limiter.hit(item, route.route, key)
-        reset_time, remaining = await limiter.get_window_stats(item, route.route, key)
+        try:
+            if self._script is not None:
+                return await self._hit_one_trip(limiter.storage, route, key)
+            allowed = await limiter.hit(item, route.route, key)
+            reset_time, remaining = await limiter.get_window_stats(item, route.route, key)
+        except self._errors as exc:
+            raise self._unavailable(route, exc) from None
         return Decision(allowed, route, remaining, max(0.0, reset_time - time.time()))
+
+    async def _hit_one_trip(self, storage: Any, route: RouteLimit, key: str) -> Decision:
+        """Take a slot and read the window with one EVALSHA (the sliding-window counter in Redis)."""
+        bridge = storage.bridge
+        counter = route.item.key_for(route.route, key)
+        keys = (
+            bridge.prefixed_key(storage._previous_window_key(counter)),
+            bridge.prefixed_key(storage._current_window_key(counter)),
+        )
+        # redis-py loads the script again by itself when Redis answers NOSCRIPT (after a restart).
+        reply = await self._script(keys=keys, args=(route.calls, route.period_seconds, 1))
+        return window_decision(route, bool(reply[0]), reply[1:])
+
+    def _unavailable(self, route: RouteLimit, exc: BaseException) -> SharedStateUnavailableError:
+        from gateway_server.shared import unreachable
+
+        now = time.monotonic()
+        if now - self._failed_at > _LOG_EVERY:  # an outage is one line every few seconds, not per call
+            self._failed_at = now
+            logger.error("%s", unreachable(self.storage_uri, exc, "calls to rate-limited routes get 503"))
+        return SharedStateUnavailableError(
+            f"Route '{route.route}' has a rate limit and the gateway's shared state (Redis) did not "
+            "answer, so the call was neither counted nor made. Retry shortly."
+        )
 
     async def reset(self) -> None:
         if self._limiter is not None:
             await self._limiter.storage.reset()
+
+
+def window_decision(route: RouteLimit, allowed: bool, window: Any) -> Decision:
+    """A decision from the Redis sliding-window read: ``[previous count, previous TTL ms, current
+    count, current TTL ms]``. The counter weighs the previous window by the share of it that is
+    still inside the period (as ``limits`` does), and a slot frees up at the sooner of: the next
+    previous-window call dropping out, or the current window turning into the previous one."""
+    expiry = route.period_seconds
+    previous = int(window[0] or 0)
+    previous_left = max(0.0, float(window[1] or 0)) / 1000
+    current = int(window[2] or 0)
+    current_left = max(0.0, float(window[3] or 0)) / 1000
+    remaining = max(0, route.calls - math.floor(previous * previous_left / expiry + current))
+    reset_after = 0.0
+    if previous or current:
+        reset_after = min(
+            previous_left % (expiry / previous) if previous else math.inf,
+            (current_left % expiry or float(expiry)) if current else math.inf,
+        )
+    return Decision(allowed, route, remaining, reset_after)
+
+
+def _one_trip_script(bridge: Any) -> bytes:
+    """The ``limits`` package's sliding-window scripts, each wrapped as a Lua function, run in turn.
+
+    ARGV is the acquire script's (limit, expiry, amount); the window script gets its own ARGV
+    (expiry) as the function's parameter. The reply is ``[acquired 1|0, previous count, previous
+    TTL ms, current count, current TTL ms]``. Taken from the installed package, so the counting
+    and the key layout stay exactly the package's.
+    """
+    return b"\n".join(
+        (
+            b"local function acquire(ARGV)",
+            bridge.SCRIPT_ACQUIRE_SLIDING_WINDOW,
+            b"end",
+            b"local function window(ARGV)",
+            bridge.SCRIPT_SLIDING_WINDOW,
+            b"end",
+            b"local acquired = acquire(ARGV)",
+            b"local stats = window({ARGV[2]})",
+            b"return {acquired and 1 or 0, stats[1], stats[2], stats[3], stats[4]}",
+        )
+    )
+
+
+def _limits_redis_uri(url: str) -> str:
+    """``limits``' spelling of a shared_state URL (its async Redis schemes)."""
+    if url.startswith("unix://"):
+        return "async+redis+unix://" + url.removeprefix("unix://")
+    return "async+" + url
 
 
 def limit_key(kind: str, scope: dict[str, Any], key_name: str | None = None) -> str:
@@ -143,15 +260,19 @@ def limit_key(kind: str, scope: dict[str, Any], key_name: str | None = None) -> 
 
 
 def check_workers(config: GatewayConfig, workers: int) -> None:
-    """Refuse ``--workers > 1`` when a route has a limit: in-memory counts would be per process."""
+    """Refuse ``--workers > 1`` when a route has a limit and the counts would be per process.
+
+    With ``server.shared_state`` every worker counts in the same Redis, so any number is fine.
+    """
     limited = [route.name for route in config.routes if route.limit is not None]
-    if workers <= 1 or not limited:
+    if workers <= 1 or not limited or config.server.shared_state:
         return
     names = ", ".join(f"'{name}'" for name in limited)
     raise ConfigError(
-        f"--workers {workers}: route(s) {names} have a rate limit ('limit:'), and limits are counted "
-        f"in each worker's own memory, so {workers} workers would admit up to {workers} times the "
-        "configured calls. Serve with --workers 1 (one process handles thousands of requests a "
-        "second), or remove the limits; counting shared across workers (Redis) is not available yet.",
+        f"--workers {workers}: route(s) {names} have a rate limit ('limit:'), and without "
+        f"server.shared_state limits are counted in each worker's own memory, so {workers} workers "
+        f"would admit up to {workers} times the configured calls. Set server.shared_state to a "
+        "redis:// URL so the workers share the counts (docs/scale-out.md), serve with --workers 1 "
+        "(one process handles thousands of requests a second), or remove the limits.",
         path=config.path,
     )

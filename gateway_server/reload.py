@@ -27,7 +27,7 @@ import hashlib
 import logging
 import os
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -188,6 +188,10 @@ class ConfigWatcher:
     def apply(self, config: GatewayConfig, *, quiet: bool = False) -> RouteChanges:
         """Swap to ``config`` (already validated). Requests in flight keep the entries they hold."""
         state = self.state
+        if state.shared is not None:  # the routes created and deleted through Redis stay applied
+            if config.server.shared_state != state.shared.url:
+                logger.warning("server.shared_state changed in %s: it applies on restart", self.path)
+            config = state.shared.effective(config)
         changes = diff_routes(state.config.routes, config.routes)
         state.registry.replace(config)  # one assignment: readers see the old table or the new one
         state.auth = KeyTable.from_config(
@@ -211,17 +215,25 @@ class ConfigWatcher:
 
 @asynccontextmanager
 async def watch_config(state: GatewayState, interval: float | None) -> AsyncIterator[ConfigWatcher | None]:
-    """For the app's lifespan: watch ``state.config.path`` every ``interval`` s (``None``: don't)."""
-    path = state.config.path
-    if not interval or path is None:
-        yield None
-        return
-    watcher = ConfigWatcher(state, os.path.abspath(path), interval=interval)
-    task = asyncio.create_task(watcher.run(), name=f"gatewayctl-reload:{path}")
-    state.extras["config_watcher"] = watcher
-    try:
-        yield watcher
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
+    """For the app's lifespan: keep this process's route table current.
+
+    Watches ``state.config.path`` every ``interval`` s (``None``: don't) and, with
+    ``server.shared_state``, the routes created and deleted through Redis (``shared.py``; loaded
+    before start-up completes, so a Redis that does not answer fails the start).
+    """
+    async with AsyncExitStack() as stack:
+        if state.shared is not None:
+            await stack.enter_async_context(state.shared.running(state))
+        path = state.config.path
+        if not interval or path is None:
+            yield None
+            return
+        watcher = ConfigWatcher(state, os.path.abspath(path), interval=interval)
+        task = asyncio.create_task(watcher.run(), name=f"gatewayctl-reload:{path}")
+        state.extras["config_watcher"] = watcher
+        try:
+            yield watcher
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task

@@ -1,6 +1,7 @@
 """Run the gateway under uvicorn: uvloop + httptools explicitly (SPEC §1), one process or N workers.
 
-The config is validated before anything listens. With one worker the already-validated app is
+The config is validated before anything listens, and the Redis of ``server.shared_state`` (if
+any) must answer a PING. With one worker the already-validated app is
 served directly; with several, uvicorn's supervisor starts workers that each build the app from
 ``GATEWAYCTL_CONFIG``. SIGTERM/SIGINT stop accepting and let in-flight requests finish for up to
 ``graceful_timeout`` seconds.
@@ -22,6 +23,7 @@ from gateway_server.auth import ALLOW_UNAUTHENTICATED_ADMIN_ENV
 from gateway_server.config import load_config
 from gateway_server.limits import check_workers
 from gateway_server.reload import RELOAD_INTERVAL
+from gateway_server.shared import check_reachable
 
 __all__ = ["run"]
 
@@ -48,7 +50,9 @@ def run(
     seconds (default 1; 0 turns that off); see ``gateway_server/reload.py``.
     """
     config = load_config(config_path)  # raises ConfigError listing every problem
-    check_workers(config, workers)  # rate limits are counted per process
+    check_workers(config, workers)  # rate limits are counted per process, unless shared
+    if config.server.shared_state:  # Redis down: one clear error naming the URL, before any worker
+        check_reachable(config.server.shared_state)
     reload_interval = float(os.environ.get(RELOAD_INTERVAL_ENV, RELOAD_INTERVAL))
     common = {
         "host": host,

@@ -5,6 +5,8 @@ not MLflow's 500. Listing needs a key with the ``query`` scope when the config h
 (the names and models of routes are part of what a key protects); create and delete need
 ``admin``. A created route is validated exactly as the config file is (``config.parse_route``),
 saved to the config file (``persist.py``), then added to the registry; delete does the reverse.
+With ``server.shared_state`` changes go to Redis instead, for every process that shares it
+(``shared.py``, docs/scale-out.md).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from gateway_server.auth import ADMIN, QUERY
 from gateway_server.config import parse_route
 from gateway_server.errors import GatewayError, InvalidRequestError, RouteExistsError, RouteNotFoundError
 from gateway_server.persist import ConfigNotPersistableError, add_route, remove_route
-from gateway_server.registry import RouteEntry
+from gateway_server.registry import RouteEntry, build_entry
 
 __all__ = ["router"]
 
@@ -187,6 +189,8 @@ def _config_path(state: GatewayState) -> str:
 
 
 async def _create(state: GatewayState, body: dict[str, Any]) -> RouteEntry:
+    if state.shared is not None:
+        return await _create_shared(state, body)
     path = _config_path(state)
     route = parse_route(body)  # ConfigError (400) listing every problem, in the file's words
     async with state.admin_lock:
@@ -205,6 +209,11 @@ async def _create(state: GatewayState, body: dict[str, Any]) -> RouteEntry:
 
 
 async def _delete(state: GatewayState, name: str, noun: str) -> None:
+    if state.shared is not None:
+        async with state.admin_lock:
+            await state.shared.delete(state, name, noun)
+        logger.info("route '%s' deleted (shared state)", name)
+        return
     path = _config_path(state)
     async with state.admin_lock:
         if state.registry.get(name) is None:
@@ -216,6 +225,20 @@ async def _delete(state: GatewayState, name: str, noun: str) -> None:
         with contextlib.suppress(RouteNotFoundError):  # a hot reload may have removed it already
             state.registry.remove(name)
     logger.info("route '%s' deleted (saved to %s)", name, path)
+
+
+async def _create_shared(state: GatewayState, body: dict[str, Any]) -> RouteEntry:
+    """With server.shared_state the change goes to Redis, for every process (docs/scale-out.md);
+    the config file stays as the operator wrote it."""
+    assert state.shared is not None
+    route = parse_route(body)
+    async with state.admin_lock:
+        if state.registry.get(route.name) is not None:
+            raise RouteExistsError(route.name)
+        await state.shared.create(state, route, body)
+    logger.info("route '%s' created (shared state)", route.name)
+    # Served here already, unless Redis stopped answering between the write and the read-back.
+    return state.registry.get(route.name) or build_entry(route)
 
 
 async def _persist(change: Any, path: str, arg: Any) -> None:
