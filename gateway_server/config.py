@@ -32,7 +32,6 @@ from pydantic import (
 
 from gateway_server.errors import ConfigError, ConfigIssue
 from gateway_server.providers import PROVIDERS, ProviderConfig, get_adapter_class, normalize_provider_name
-from gateway_server.providers.openai import OpenAIAPIType, OpenAIConfig
 from gateway_server.routes import ROUTE_NAME_PATTERN, Limit, ModelInfo, Route, RouteType
 from gateway_server.secrets import Secret
 
@@ -43,8 +42,8 @@ __all__ = [
     "LimitConfig",
     "Model",
     "ModelInfo",
-    "OpenAIAPIType",
-    "OpenAIConfig",
+    "OpenAIAPIType",  # noqa: F822 - provided by the module __getattr__ below, on use
+    "OpenAIConfig",  # noqa: F822 - provided by the module __getattr__ below, on use
     "Provider",
     "RetryConfig",
     "Route",
@@ -65,10 +64,17 @@ Provider = Enum("Provider", {name.upper(): name for name in PROVIDERS}, type=str
 
 
 def __getattr__(name: str) -> Any:
-    """Provider config classes are importable from here, as in MLflow (``config.AnthropicConfig``)."""
-    for adapter in PROVIDERS.values():
-        if adapter.config_model.__name__ == name:
-            return adapter.config_model
+    """Provider config classes are importable from here, as in MLflow (``config.AnthropicConfig``).
+
+    Looked up on use, so that loading a config imports only the providers it names."""
+    if name == "OpenAIAPIType":
+        from gateway_server.providers.openai import OpenAIAPIType
+
+        return OpenAIAPIType
+    if name.endswith("Config"):  # not for the import system's probes (``__path__``, ...)
+        for adapter in PROVIDERS.values():
+            if adapter.config_model.__name__ == name:
+                return adapter.config_model
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

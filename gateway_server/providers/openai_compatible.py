@@ -126,14 +126,27 @@ _HOSTED = HostedOpenAICompatibleConfig
 
 # Route types per service: what its OpenAI-compatible API documents (chat-only services answer 501
 # for completions and embeddings instead of forwarding to an endpoint that does not exist).
+# Module attributes, so that the registry can name each one ("openai_compatible:VllmAdapter").
+VllmAdapter = _preset("vllm", "vLLM", "http://localhost:8000/v1", _ALL)
+OllamaAdapter = _preset("ollama", "Ollama", "http://localhost:11434/v1", _ALL, api_key="ollama")
+LlamacppAdapter = _preset("llamacpp", "llama.cpp server", "http://localhost:8080/v1", _ALL)
+LmstudioAdapter = _preset("lmstudio", "LM Studio", "http://localhost:1234/v1", _ALL)
+TogetheraiAdapter = _preset(
+    "togetherai", "Together AI", "https://api.together.xyz/v1", _ALL, TogetherAIConfig
+)
+GroqAdapter = _preset("groq", "Groq", "https://api.groq.com/openai/v1", _CHAT, _HOSTED)
+DeepseekAdapter = _preset("deepseek", "DeepSeek", "https://api.deepseek.com/v1", _CHAT, _HOSTED)
+XaiAdapter = _preset("xai", "xAI", "https://api.x.ai/v1", _CHAT, _HOSTED)
+OpenrouterAdapter = _preset("openrouter", "OpenRouter", "https://openrouter.ai/api/v1", _GENERATING, _HOSTED)
+
 OPENAI_COMPATIBLE_PRESETS: tuple[type[OpenAICompatibleAdapter], ...] = (
-    _preset("vllm", "vLLM", "http://localhost:8000/v1", _ALL),
-    _preset("ollama", "Ollama", "http://localhost:11434/v1", _ALL, api_key="ollama"),
-    _preset("llamacpp", "llama.cpp server", "http://localhost:8080/v1", _ALL),
-    _preset("lmstudio", "LM Studio", "http://localhost:1234/v1", _ALL),
-    _preset("togetherai", "Together AI", "https://api.together.xyz/v1", _ALL, TogetherAIConfig),
-    _preset("groq", "Groq", "https://api.groq.com/openai/v1", _CHAT, _HOSTED),
-    _preset("deepseek", "DeepSeek", "https://api.deepseek.com/v1", _CHAT, _HOSTED),
-    _preset("xai", "xAI", "https://api.x.ai/v1", _CHAT, _HOSTED),
-    _preset("openrouter", "OpenRouter", "https://openrouter.ai/api/v1", _GENERATING, _HOSTED),
+    VllmAdapter,
+    OllamaAdapter,
+    LlamacppAdapter,
+    LmstudioAdapter,
+    TogetheraiAdapter,
+    GroqAdapter,
+    DeepseekAdapter,
+    XaiAdapter,
+    OpenrouterAdapter,
 )
