@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
 
@@ -84,8 +85,10 @@ class GatewayProcess:
         env: dict[str, str] | None = None,
         startup_timeout: float = 30.0,
         name: str = "gateway",
+        args: Sequence[str] = (),
     ) -> None:
         self.config = Path(config)
+        self.args = list(args)  # more `serve` options, e.g. ["--workers", "2"]
         self.host = host
         self.port = 0
         self.env = _child_env(env)
@@ -154,6 +157,10 @@ class GatewayProcess:
     def _start_once(self) -> Self:
         self.port = free_port(self.host)
         self.launcher, self.command = gateway_command(self.config, self.host, self.port)
+        if self.args:
+            if self.launcher != "cli":
+                raise RuntimeError(f"serve options {self.args} need the gatewayctl CLI")
+            self.command += self.args
         self.log_dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
