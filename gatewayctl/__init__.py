@@ -12,6 +12,11 @@ Every error raised on purpose is a :class:`GatewayError`; see ``gateway_server.e
 Importing this package never imports the server's web stack (fastapi, uvicorn).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from gateway_server.errors import (
     AuthenticationError,
     ClientRequestError,
@@ -33,17 +38,42 @@ from gateway_server.errors import (
     UpstreamTimeoutError,
 )
 from gateway_server.routes import Route, RouteType
+from gatewayctl._common import GatewayTimeoutError, GatewayUnreachableError
 from gatewayctl._uri import GatewayUriError, get_gateway_uri, set_gateway_uri
 from gatewayctl._version import __version__
-from gatewayctl.client import (
-    AsyncGatewayClient,
-    GatewayClient,
-    GatewayTimeoutError,
-    GatewayUnreachableError,
-    MlflowGatewayClient,
-    PagedList,
-)
-from gatewayctl.fluent import create_route, delete_route, get_route, query, search_routes
+
+if TYPE_CHECKING:
+    from gatewayctl.client import AsyncGatewayClient, GatewayClient, MlflowGatewayClient, PagedList
+    from gatewayctl.fluent import create_route, delete_route, get_route, query, search_routes
+
+# The client and the fluent functions import httpx (~70 ms with the rich, click and pygments its
+# CLI pulls in); they load on first use, so that `gatewayctl serve`, which runs through this
+# package, does not pay for them.
+_LAZY = {
+    "AsyncGatewayClient": "gatewayctl.client",
+    "GatewayClient": "gatewayctl.client",
+    "MlflowGatewayClient": "gatewayctl.client",
+    "PagedList": "gatewayctl.client",
+    "create_route": "gatewayctl.fluent",
+    "delete_route": "gatewayctl.fluent",
+    "get_route": "gatewayctl.fluent",
+    "query": "gatewayctl.fluent",
+    "search_routes": "gatewayctl.fluent",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "AsyncGatewayClient",

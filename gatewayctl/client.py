@@ -37,6 +37,7 @@ from pydantic import ValidationError
 
 from gateway_server.errors import GatewayError, InvalidRequestError, error_from_payload
 from gateway_server.routes import Route, RouteType
+from gatewayctl._common import API_KEY_ENV, DEFAULT_TIMEOUT, GatewayTimeoutError, GatewayUnreachableError
 from gatewayctl._stream import AsyncChunkStream, ChunkStream, json_body
 from gatewayctl._uri import GatewayUriError, resolve_gateway_uri
 from gatewayctl._version import __version__
@@ -53,9 +54,6 @@ __all__ = [
     "PagedList",
 ]
 
-API_KEY_ENV = "GATEWAYCTL_API_KEY"
-DEFAULT_TIMEOUT = 120.0
-"""Seconds to wait for an answer (per read); MLflow's deployments client waits 120 s too."""
 CONNECT_TIMEOUT = 10.0
 DEFAULT_RETRIES = 2
 _BACKOFF = 0.1
@@ -64,20 +62,6 @@ _BACKOFF = 0.1
 ROUTES_PATH = "/api/2.0/gateway/routes/"
 
 _T = TypeVar("_T")
-
-
-class GatewayUnreachableError(GatewayError):
-    """No HTTP answer from the gateway: connection refused, name not resolved, connection dropped."""
-
-    status_code = 503
-    error_type = "gateway_unreachable"
-
-
-class GatewayTimeoutError(GatewayUnreachableError):
-    """This client gave up waiting for the gateway (not HTTP 504, which is ``UpstreamTimeoutError``)."""
-
-    status_code = 504
-    error_type = "gateway_timeout"
 
 
 class PagedList(list[_T]):

@@ -85,3 +85,28 @@ def test_import_does_not_load_the_server_web_stack() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_cli_start_does_not_load_the_client_stack() -> None:
+    # `gatewayctl serve` runs through the CLI: httpx (with the rich, click and pygments its own CLI
+    # pulls in) is for the commands that call a gateway, and rich for printing; both load on use.
+    code = (
+        "import sys, gatewayctl, gatewayctl.cli.app, typer.main\n"
+        "typer.main.get_command(gatewayctl.cli.app.app)\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'httpx', 'httpcore', 'rich', 'pygments'})\n"
+        "print(','.join(heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == ""
+
+
+def test_lazy_names_are_the_client_modules_objects() -> None:
+    import gatewayctl.client
+    import gatewayctl.fluent
+
+    assert gatewayctl.GatewayClient is gatewayctl.client.GatewayClient
+    assert gatewayctl.GatewayUnreachableError is gatewayctl.client.GatewayUnreachableError
+    assert gatewayctl.query is gatewayctl.fluent.query
+    assert set(gatewayctl.__all__) <= set(dir(gatewayctl))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from enum import IntEnum
 
 from gateway_server.errors import ConfigError, GatewayError
+from gatewayctl._common import GatewayUnreachableError
 from gatewayctl._uri import GatewayUriError
-from gatewayctl.client import GatewayUnreachableError
 
 __all__ = ["ExitCode", "exit_code_for", "help_epilog", "http_status_to_exit_code"]
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from gatewayctl._common import API_KEY_ENV, DEFAULT_TIMEOUT
 from gatewayctl._uri import GATEWAY_URI_ENV
 from gatewayctl.cli.output import OutputFormat
-from gatewayctl.client import API_KEY_ENV, DEFAULT_TIMEOUT, GatewayClient
+
+if TYPE_CHECKING:
+    from gatewayctl.client import GatewayClient
 
 __all__ = ["ApiKey", "GatewayUri", "Output", "Timeout", "make_client"]
 
@@ -43,4 +46,6 @@ Output = Annotated[
 def make_client(
     gateway_uri: str | None, api_key: str | None, timeout: float = DEFAULT_TIMEOUT
 ) -> GatewayClient:
+    from gatewayctl.client import GatewayClient  # httpx: only for the commands that call a gateway
+
     return GatewayClient(gateway_uri, api_key=api_key, timeout=timeout)

@@ -10,17 +10,20 @@ from __future__ import annotations
 import json
 import sys
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from gateway_server.errors import ConfigError, GatewayError, RateLimitError
 from gateway_server.routes import Route
+from gatewayctl._common import GatewayUnreachableError
 from gatewayctl._uri import GatewayUriError
-from gatewayctl.client import GatewayUnreachableError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# rich is imported when something is printed, not with the module: `gatewayctl serve` prints
+# nothing on success, and importing rich is ~30 ms of its start-up.
 
 __all__ = [
     "JSON_ENVELOPE_VERSION",
@@ -44,12 +47,23 @@ class OutputFormat(StrEnum):
 
 
 def _stdout() -> Console:
+    from rich.console import Console
+
     # Built per call so the console follows the current sys.stdout (tests swap it).
     return Console(highlight=False, soft_wrap=True)
 
 
 def _stderr() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def escape(text: str) -> str:
+    """``text`` with rich markup escaped."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 def emit_json(data: Any, *, compact: bool = False) -> None:
@@ -75,6 +89,8 @@ def print_routes(routes: list[Route]) -> None:
     if not routes:
         say("The gateway has no routes.")
         return
+    from rich.table import Table
+
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("NAME", "TYPE", "PROVIDER", "MODEL"):  # the URL is in `routes get` and the JSON
         table.add_column(column, overflow="fold")
@@ -89,6 +105,8 @@ def print_routes(routes: list[Route]) -> None:
 
 
 def print_route(route: Route) -> None:
+    from rich.table import Table
+
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column(overflow="fold")

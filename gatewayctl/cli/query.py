@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from gateway_server.routes import RouteType
+from gatewayctl._common import DEFAULT_TIMEOUT
 from gatewayctl.cli import output
 from gatewayctl.cli.options import ApiKey, GatewayUri, Output, Timeout, make_client
-from gatewayctl.client import DEFAULT_TIMEOUT, GatewayClient
+
+if TYPE_CHECKING:
+    from gatewayctl.client import GatewayClient
 
 __all__ = ["answer_texts", "query"]
 

@@ -10,9 +10,9 @@ import yaml
 
 from gateway_server.errors import ConfigError, ConfigIssue
 from gateway_server.routes import RouteType
+from gatewayctl._common import DEFAULT_TIMEOUT
 from gatewayctl.cli import output
 from gatewayctl.cli.options import ApiKey, GatewayUri, Output, Timeout, make_client
-from gatewayctl.client import DEFAULT_TIMEOUT
 
 __all__ = ["app"]
 
