@@ -30,6 +30,7 @@ PUBLIC_NAMES = [
     "RouteNotFoundError",
     "RouteType",
     "SecretNotFoundError",
+    "SharedStateUnavailableError",
     "UnsupportedRouteTypeError",
     "UpstreamConnectionError",
     "UpstreamError",
