@@ -1,8 +1,8 @@
 """Build the gateway's ASGI application from a validated config.
 
 The app is two layers. :class:`GatewayApp` answers the invocation paths itself (the hot path,
-``api/invocations.py``), ``GET /health``, and the ASGI lifespan, which owns the one pooled upstream
-session and the config watcher. Everything else (route listing, admin, metrics, docs, OpenAPI) is a
+``api/invocations.py``), ``GET /health``, and the ASGI lifespan, which owns the one upstream connection
+pool and the config watcher. Everything else (route listing, admin, metrics, docs, OpenAPI) is a
 FastAPI app, built on first use: importing FastAPI is about a third of the process's start-up, so
 it is built in a worker thread right after start-up instead, and the first request that needs it
 waits for that build.
@@ -18,14 +18,12 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
-import aiohttp
-
 from gateway_server.api import paths
 from gateway_server.api.invocations import handle_invocation, match_invocation
 from gateway_server.app_state import GatewayState
 from gateway_server.auth import ALLOW_UNAUTHENTICATED_ADMIN_ENV
 from gateway_server.config import GatewayConfig, load_config
-from gateway_server.providers._http import UpstreamClient, create_session
+from gateway_server.providers._http import ConnectionPool, UpstreamClient
 from gateway_server.reload import RELOAD_INTERVAL, watch_config
 
 __all__ = [
@@ -54,13 +52,13 @@ class GatewayApp:
         self,
         state: GatewayState,
         *,
-        session: aiohttp.ClientSession | None = None,
+        pool: ConnectionPool | None = None,
         reload_interval: float | None = None,
         freeze_heap: bool = False,
     ) -> None:
         self.state = state
         self.freeze_heap = freeze_heap  # a serving process's choice (runner), not a library's
-        self._session = session
+        self._pool = pool
         self._reload_interval = reload_interval
         self._api: ASGIApp | None = None
         self._api_build: asyncio.Future[ASGIApp] | None = None
@@ -113,11 +111,11 @@ class GatewayApp:
 
     async def _start(self) -> None:
         stack = AsyncExitStack()
-        session = self._session
-        if session is None:
-            session = create_session()
-            stack.push_async_callback(session.close)
-        self.state.upstream = UpstreamClient(session)
+        pool = self._pool
+        if pool is None:
+            pool = ConnectionPool()
+            stack.push_async_callback(pool.close)
+        self.state.upstream = UpstreamClient(pool)
         await stack.enter_async_context(watch_config(self.state, self._reload_interval))
         self._resources = stack
 
@@ -161,18 +159,18 @@ def build_api(state: GatewayState) -> ASGIApp:
 def create_app(
     config: GatewayConfig,
     *,
-    session: aiohttp.ClientSession | None = None,
+    pool: ConnectionPool | None = None,
     reload_interval: float | None = None,
     freeze_heap: bool = False,
 ) -> GatewayApp:
-    """A fresh app for ``config``. Pass ``session`` to share an upstream session you own.
+    """A fresh app for ``config``. Pass ``pool`` to share an upstream connection pool you own.
 
     With ``reload_interval`` (seconds), the lifespan watches ``config.path`` and hot-reloads it
     (``gateway_server/reload.py``); ``None`` serves ``config`` as given.
     """
     return GatewayApp(
         GatewayState.from_config(config),
-        session=session,
+        pool=pool,
         reload_interval=reload_interval,
         freeze_heap=freeze_heap,
     )

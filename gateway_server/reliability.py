@@ -37,8 +37,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
 from gateway_server.errors import (
     GatewayError,
     UpstreamConnectionError,
@@ -196,9 +194,6 @@ class Deadline:
 
     def remaining(self) -> float:
         return max(0.0, self.end - self.clock())
-
-    def client_timeout(self) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=self.remaining())
 
 
 # ---------------------------------------------------------------- circuit breaker
@@ -490,7 +485,7 @@ async def call(
         adapter = target.adapter
         if adapter.in_process:
             return adapter.respond(route_type, payload)
-        return await upstream.call(adapter, route_type, payload, deadline.client_timeout())  # type: ignore[no-any-return]
+        return await upstream.call(adapter, route_type, payload, deadline.remaining())  # type: ignore[no-any-return]
 
     return await _attempts(plan, deadline, run, rng=rng)
 
@@ -512,14 +507,13 @@ async def open_stream(
     the route's timeout, as for a stream without retries.
     """
     deadline = Deadline(plan.timeout, clock)
-    per_read = aiohttp.ClientTimeout(total=plan.timeout)
 
     async def run(target: Target, deadline: Deadline) -> tuple[Any, AsyncIterator[list[dict[str, Any]]]]:
         adapter = target.adapter
         if adapter.in_process:
             chunks: AsyncIterator[list[dict[str, Any]]] = _aiter(adapter.respond_stream(route_type, payload))
         else:
-            chunks = upstream.stream_batches(adapter, route_type, payload, per_read)
+            chunks = upstream.stream_batches(adapter, route_type, payload, plan.timeout)
         try:
             async with asyncio.timeout(deadline.remaining()):
                 first = await anext(chunks, None)

@@ -1,4 +1,4 @@
-"""Drive an adapter through ``UpstreamClient`` with a real, closed-after-use aiohttp session."""
+"""Drive an adapter through ``UpstreamClient`` with a real, closed-after-use connection pool."""
 
 from __future__ import annotations
 
@@ -6,37 +6,34 @@ import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import aiohttp
 import pytest
 
 from gateway_server.providers import Adapter
-from gateway_server.providers._http import UpstreamClient, create_session
+from gateway_server.providers._http import ConnectionPool, UpstreamClient
 from gateway_server.routes import RouteType
 from gateway_server.testing.fake_upstreams import FakeUpstream
 
 
 async def _with_client(action: Any) -> Any:
-    session = create_session()
+    pool = ConnectionPool()
     try:
-        return await action(UpstreamClient(session))
+        return await action(UpstreamClient(pool))
     finally:
-        await session.close()
+        await pool.close()
 
 
 def call(adapter: Adapter, route_type: RouteType, payload: dict[str, Any], timeout: float = 5) -> Any:
     """``UpstreamClient.call``: the parsed standard response, or the Upstream*Error it raises."""
-    limit = aiohttp.ClientTimeout(total=timeout)
-    return asyncio.run(_with_client(lambda client: client.call(adapter, route_type, payload, limit)))
+    return asyncio.run(_with_client(lambda client: client.call(adapter, route_type, payload, timeout)))
 
 
 def stream(
     adapter: Adapter, route_type: RouteType, payload: dict[str, Any], timeout: float = 5
 ) -> list[dict[str, Any]]:
     """``UpstreamClient.stream``: every standard chunk, in order (or the error it raises)."""
-    limit = aiohttp.ClientTimeout(total=timeout)
 
     async def collect(client: UpstreamClient) -> list[dict[str, Any]]:
-        return [chunk async for chunk in client.stream(adapter, route_type, payload, limit)]
+        return [chunk async for chunk in client.stream(adapter, route_type, payload, timeout)]
 
     return asyncio.run(_with_client(collect))
 
