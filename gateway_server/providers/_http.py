@@ -7,7 +7,6 @@ by the app's lifespan and shared by every route; adapters never see it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -64,10 +63,9 @@ class UpstreamClient:
     ) -> dict[str, Any]:
         request = adapter.build_request(route_type, payload)
         try:
-            async with asyncio.timeout(timeout):
-                status, headers, raw = await self.pool.request(
-                    request.method, request.url, request.headers, _encode(request)
-                )
+            status, headers, raw = await self.pool.request(
+                request.method, request.url, request.headers, _encode(request), timeout
+            )
         except TimeoutError as exc:
             raise UpstreamTimeoutError(
                 f"{adapter.name} did not answer within {timeout:g} s", provider=adapter.name
@@ -115,13 +113,14 @@ class UpstreamClient:
         parse = adapter.parse_stream_event
         state: dict[str, Any] = {}
         response = None
+        streaming = False
         try:
-            async with asyncio.timeout(timeout):
-                response = await self.pool.send(
-                    request.method, request.url, request.headers, _encode(request)
-                )
-                if response.status >= 300:
-                    self._raise_status(adapter, response.status, response.headers, await response.read())
+            response = await self.pool.send(
+                request.method, request.url, request.headers, _encode(request), timeout
+            )
+            if response.status >= 300:
+                self._raise_status(adapter, response.status, response.headers, await response.read())
+            streaming = True
             async for data in response.iter_chunks(timeout):
                 batch = [chunk for event in decoder.feed(data) for chunk in parse(route_type, event, state)]
                 if batch:
@@ -130,7 +129,7 @@ class UpstreamClient:
             if batch:
                 yield batch
         except TimeoutError as exc:
-            what = "did not answer within" if response is None else "stopped sending for more than"
+            what = "stopped sending for more than" if streaming else "did not answer within"
             raise UpstreamTimeoutError(f"{adapter.name} {what} {timeout:g} s", provider=adapter.name) from exc
         except (OSError, UnsendableRequest) as exc:
             raise self._transport_error(adapter, request, exc) from exc

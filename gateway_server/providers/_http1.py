@@ -26,8 +26,14 @@ What it does:
   closes the upstream connection too (the upstream sees the cancellation).
 
 What it does not do, on purpose: proxies from the environment (the aiohttp session did not
-either), HTTP/2, redirects, cookies, ``Expect: 100-continue``. Timeouts are the caller's
-(``asyncio.timeout`` around the exchange or each read).
+either), HTTP/2, redirects, cookies, ``Expect: 100-continue``.
+
+Timeouts (``TimeoutError``) are one timer per exchange on the loop (``call_at``), not an
+``asyncio.timeout`` context: that would cost a task lookup and two ``getpid`` system calls per
+request (CPython's fork check in ``get_running_loop``). ``timeout`` covers connecting, sending and
+the whole answer of :meth:`ConnectionPool.request`, or up to the head of :meth:`ConnectionPool.send`;
+``read_timeout`` bounds each wait of :meth:`Response.iter_chunks`. A timed-out exchange closes its
+connection.
 
 Errors: :class:`ConnectError` (could not connect: DNS, refused, TLS handshake) and
 :class:`ConnectionBroken` (closed or garbled before the answer was complete), both ``OSError``
@@ -114,6 +120,7 @@ class Response:
         self.headers = conn.headers
 
     async def read(self) -> bytes:
+        """The whole body (within what is left of the ``timeout`` given to ``send``)."""
         conn = self._conn
         parts = []
         while not conn.complete:
@@ -129,17 +136,17 @@ class Response:
         """The body as it arrives: everything one wait brought, decoded. ``read_timeout`` bounds
         each wait (``TimeoutError``)."""
         conn = self._conn
+        conn.disarm()  # the timeout of ``send`` ends with the head
         while True:
             if conn.body:
                 yield conn.take_body()
                 continue
             if conn.complete:
                 return
-            if read_timeout is None:
-                await conn.wait()
-            else:
-                async with asyncio.timeout(read_timeout):
-                    await conn.wait()
+            if read_timeout is not None:
+                conn.arm(conn.loop.time() + read_timeout)
+            await conn.wait()
+            conn.disarm()
 
     def release(self) -> None:
         """Back to the pool when the answer was read whole and the connection may be kept;
@@ -163,23 +170,37 @@ class ConnectionPool:
         self._loop = asyncio.get_running_loop()
 
     async def request(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeout: float | None = None,
     ) -> tuple[int, Headers, bytes]:
-        """One whole exchange: ``(status, headers, body)``."""
-        response = await self.send(method, url, headers, body)
+        """One whole exchange: ``(status, headers, body)``, all of it within ``timeout`` seconds."""
+        response = await self.send(method, url, headers, body, timeout)
         try:
             return response.status, response.headers, await response.read()
         finally:
             response.release()
 
-    async def send(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> Response:
-        """Send the request and wait for the status line and headers; the caller reads the body
-        and then calls :meth:`Response.release` (in a ``finally``)."""
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeout: float | None = None,
+    ) -> Response:
+        """Send the request and wait for the status line and headers, within ``timeout`` seconds;
+        the caller reads the body and then calls :meth:`Response.release` (in a ``finally``)."""
         if self._closed:
             raise RuntimeError("the connection pool is closed")
         target = self._target(url)
         head = _request_head(method, target, headers, body)
-        conn = await self._acquire(target)
+        deadline = None if timeout is None else self._loop.time() + timeout
+        conn = await self._acquire(target, timeout)
+        conn.arm(deadline)
         try:
             conn.begin(head, body)
             while not conn.headers_done:
@@ -206,7 +227,7 @@ class ConnectionPool:
             target = self._targets[url] = _Target(url)
         return target
 
-    async def _acquire(self, target: _Target) -> _Connection:
+    async def _acquire(self, target: _Target, timeout: float | None) -> _Connection:
         idle = self._idle.get(target.key)
         if idle:
             now = time.monotonic()
@@ -215,7 +236,9 @@ class ConnectionPool:
                 if not conn.closed and now - conn.idle_since < self._keepalive:
                     return conn
                 conn.close()
-        return await self._connect(target)
+        if timeout is None:
+            return await self._connect(target)
+        return await asyncio.wait_for(self._connect(target), timeout)  # only new connections pay for this
 
     async def _connect(self, target: _Target) -> _Connection:
         context = None
@@ -225,7 +248,7 @@ class ConnectionPool:
             context = self._ssl
         try:
             _, conn = await self._loop.create_connection(
-                _Connection,
+                lambda: _Connection(self._loop),
                 target.host,
                 target.port,
                 ssl=context,
@@ -237,6 +260,7 @@ class ConnectionPool:
         return conn  # type: ignore[return-value]
 
     def _release(self, conn: _Connection) -> None:
+        conn.disarm()
         if conn.reusable() and not self._closed:
             conn.idle_since = time.monotonic()
             self._idle.setdefault(conn.key, []).append(conn)
@@ -259,13 +283,15 @@ def _request_head(method: str, target: _Target, headers: Mapping[str, str], body
 class _Connection(asyncio.Protocol):
     """One socket, one exchange at a time; httptools calls the ``on_*`` methods as bytes arrive."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.key: tuple[bool, str, int] = (False, "", 0)
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.idle_since = 0.0
         self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -278,7 +304,7 @@ class _Connection(asyncio.Protocol):
         self.body: list[bytes] = []
         self.buffered = 0
         self.paused = False
-        self.error: ConnectionBroken | None = None
+        self.error: ConnectionBroken | TimeoutError | None = None
         self.decoder: Any = None
 
     # ---- the exchange
@@ -293,7 +319,7 @@ class _Connection(asyncio.Protocol):
         """Until the parser moved on (more bytes, the end, or an error)."""
         if self.error is not None:
             raise self.error
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        waiter = self._waiter = self.loop.create_future()
         try:
             await waiter
         finally:
@@ -315,9 +341,26 @@ class _Connection(asyncio.Protocol):
         return self.complete and self.keep_alive and not self.closed and self.error is None
 
     def close(self) -> None:
+        self.disarm()
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+
+    def arm(self, deadline: float | None) -> None:
+        """Fail the exchange with ``TimeoutError`` at ``deadline`` (loop time), unless disarmed."""
+        if deadline is not None:
+            self._timer = self.loop.call_at(deadline, self._time_out)
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _time_out(self) -> None:
+        self._timer = None
+        self.error = TimeoutError("the upstream did not answer in time")
+        self.close()
+        self._wake()
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -325,7 +368,7 @@ class _Connection(asyncio.Protocol):
             waiter.set_result(None)
 
     def _fail(self, message: str) -> None:
-        if not self.complete:
+        if not self.complete and self.error is None:  # the first cause wins (a timeout closes too)
             self.error = ConnectionBroken(message)
         self._wake()
 

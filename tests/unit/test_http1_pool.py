@@ -346,3 +346,19 @@ def test_tls_with_a_trusted_certificate_and_a_wrong_name(certificate: tuple[Path
         server.close()
 
     run(test)
+
+
+def test_one_timeout_covers_the_whole_exchange() -> None:
+    async def test() -> None:
+        stalled = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"  # the rest never comes
+        async with RawServer(lambda _: stalled) as server:
+            pool = ConnectionPool()
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(TimeoutError):
+                await pool.request("GET", server.url, {}, None, timeout=0.3)
+            assert 0.29 <= loop.time() - started < 1.0
+            await asyncio.wait_for(server.peer_closed.wait(), 2)  # a timed-out exchange hangs up
+            await pool.close()
+
+    run(test)
