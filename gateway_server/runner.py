@@ -21,6 +21,7 @@ import uvicorn
 from gateway_server.app import CONFIG_ENV, RELOAD_INTERVAL_ENV, create_app
 from gateway_server.auth import ALLOW_UNAUTHENTICATED_ADMIN_ENV
 from gateway_server.config import load_config
+from gateway_server.http_protocol import CoalescingHttpToolsProtocol
 from gateway_server.limits import check_workers
 from gateway_server.reload import RELOAD_INTERVAL
 from gateway_server.shared import check_reachable
@@ -58,7 +59,7 @@ def run(
         "host": host,
         "port": port,
         "loop": _event_loop(),
-        "http": "httptools",
+        "http": CoalescingHttpToolsProtocol,  # uvicorn's httptools protocol, one write per turn
         "lifespan": "on",
         "access_log": access_log,
         "timeout_graceful_shutdown": graceful_timeout,
