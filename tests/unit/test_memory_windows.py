@@ -1,0 +1,74 @@
+"""The in-process sliding-window counter, on a clock the test moves."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway_server.limits import MemoryWindows, RouteLimit, window_decision
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+LIMIT = RouteLimit.build("chat", calls=10, period_seconds=60, key="route")
+
+
+def test_admits_the_limit_then_refuses_with_a_time_to_wait() -> None:
+    clock = Clock(1000.0)  # 40 s into a 60 s window
+    windows = MemoryWindows(clock)
+    decisions = [windows.hit(LIMIT, "*") for _ in range(11)]
+    assert [d.allowed for d in decisions] == [True] * 10 + [False]
+    assert [d.remaining for d in decisions[:3]] == [9, 8, 7] and decisions[-1].remaining == 0
+    assert decisions[-1].reset_after == pytest.approx(20.0)  # the window turns over in 20 s
+    assert decisions[-1].error().retry_after == 20
+
+
+def test_the_previous_window_counts_by_how_much_of_it_still_overlaps() -> None:
+    clock = Clock(960.0)  # the start of a window
+    windows = MemoryWindows(clock)
+    for _ in range(10):
+        assert windows.hit(LIMIT, "*").allowed
+    clock.now = 960.0 + 60 + 30  # half-way through the next window: the previous 10 weigh 5
+    admitted = sum(windows.hit(LIMIT, "*").allowed for _ in range(10))
+    assert admitted == 5
+    clock.now = 960.0 + 180  # two windows later nothing is left
+    assert windows.hit(LIMIT, "*").remaining == 9
+
+
+def test_keys_and_routes_count_apart() -> None:
+    windows = MemoryWindows(Clock())
+    other = RouteLimit.build("embeddings", calls=1, period_seconds=1, key="client_ip")
+    assert windows.hit(LIMIT, "10.0.0.1").remaining == 9
+    assert windows.hit(LIMIT, "10.0.0.2").remaining == 9
+    assert windows.hit(other, "10.0.0.1").allowed and not windows.hit(other, "10.0.0.1").allowed
+
+
+def test_idle_keys_are_dropped_as_the_table_grows() -> None:
+    clock = Clock()
+    windows = MemoryWindows(clock)
+    for client in range(2000):
+        windows.hit(LIMIT, f"10.0.{client // 256}.{client % 256}")
+    assert len(windows) == 2000
+    clock.now += 121  # every one of those windows has passed
+    for client in range(2000):
+        windows.hit(LIMIT, f"new-{client}")
+    assert len(windows) < 2000 + 1100  # swept once the table doubled past the last sweep
+
+
+def test_memory_and_redis_figures_agree() -> None:
+    """The same state read as Redis would give it (counts and key TTLs) decides the same way."""
+    clock = Clock(960.0 + 15)
+    windows = MemoryWindows(clock)
+    for _ in range(4):
+        windows.hit(LIMIT, "*")
+    clock.now = 960.0 + 60 + 45  # next window, 45 s in: 15 s of the previous one still overlap
+    for _ in range(2):
+        ours = windows.hit(LIMIT, "*")
+    # limits' Redis layout: previous window key TTL = what still overlaps; current key TTL = 2 periods from its start
+    redis = window_decision(LIMIT, True, [4, 15_000, 2, 75_000])
+    assert (ours.remaining, ours.reset_after) == (redis.remaining, pytest.approx(redis.reset_after))
