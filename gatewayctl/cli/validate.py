@@ -34,7 +34,7 @@ class _FileResult:
 
 
 def _check(path: str) -> _FileResult:
-    from gateway_server.config import load_config  # the loader pulls in every provider module
+    from gateway_server.config import load_config  # pydantic models, and the providers the file names
 
     try:
         config = load_config(path)
