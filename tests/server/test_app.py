@@ -275,3 +275,18 @@ def test_app_metrics_count_requests_by_route_and_status(call) -> None:
     assert "never-configured" not in text  # unknown names do not grow the label set
     assert 'gateway_overhead_seconds_bucket{route="offline",le="+Inf"}' in text
     assert "# TYPE gateway_request_duration_seconds histogram" in text
+
+
+def test_fastapi_is_built_only_when_a_request_needs_it() -> None:
+    """Invocations, /health and /metrics are answered by the bare layer; the first listing builds
+    FastAPI (and only then)."""
+    app = create_app(parse_config(_config("http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1"), "test.yaml"))
+    with serve_in_thread(app) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.post("/gateway/offline/invocations", json=CHAT).status_code == 200
+        assert client.get("/health").json() == {"status": "OK"}
+        metrics = client.get("/metrics")
+        assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+        assert 'gateway_requests_total{route="offline",status="200"}' in metrics.text
+        assert app._api is None and app._api_build is None
+        assert client.get("/api/2.0/gateway/routes/offline").status_code == 200
+        assert app._api is not None
