@@ -27,6 +27,7 @@ first 16 hex digits of the sha256 of the ``Authorization`` bearer (never the key
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -67,15 +68,17 @@ class RouteLimit:
     calls: int
     period_seconds: int
     key: str  # route | client_ip | api_key
-    item: limits.RateLimitItem
     limit_header: bytes
 
     @classmethod
     def build(cls, route: str, calls: int, period_seconds: int, key: str) -> RouteLimit:
-        from limits import RateLimitItemPerSecond
+        return cls(route, calls, period_seconds, key, str(calls).encode())
 
-        item = RateLimitItemPerSecond(calls, period_seconds, namespace="gateway")
-        return cls(route, calls, period_seconds, key, item, str(calls).encode())
+    @property
+    def item(self) -> limits.RateLimitItem:
+        """The ``limits`` package's item (Redis counting only: the package is not imported for
+        counting in memory, which saves ~0.1 s of start-up)."""
+        return _package_item(self.calls, self.period_seconds)
 
     def describe(self) -> str:
         unit = "second" if self.period_seconds == 1 else f"{self.period_seconds} seconds"
@@ -272,6 +275,13 @@ class RateLimiter:
             self._memory.reset()
         if self._limiter is not None:
             await self._limiter.storage.reset()
+
+
+@functools.cache
+def _package_item(calls: int, period_seconds: int) -> limits.RateLimitItem:
+    from limits import RateLimitItemPerSecond
+
+    return RateLimitItemPerSecond(calls, period_seconds, namespace="gateway")
 
 
 def window_decision(route: RouteLimit, allowed: bool, window: Any) -> Decision:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
 from gateway_server.limits import MemoryWindows, RouteLimit, window_decision
@@ -72,3 +76,29 @@ def test_memory_and_redis_figures_agree() -> None:
     # limits' Redis layout: previous window key TTL = what still overlaps; current key TTL = 2 periods from its start
     redis = window_decision(LIMIT, True, [4, 15_000, 2, 75_000])
     assert (ours.remaining, ours.reset_after) == (redis.remaining, pytest.approx(redis.reset_after))
+
+
+def test_counting_in_memory_does_not_import_the_limits_package() -> None:
+    code = textwrap.dedent(
+        """
+        import asyncio, sys
+        from gateway_server.app_state import GatewayState
+        from gateway_server.config import parse_config
+
+        config = parse_config('''
+        routes:
+          - name: chat
+            route_type: llm/v1/chat
+            model: {provider: fake}
+            limit: {calls: 5, renewal_period: minute}
+        ''')
+        state = GatewayState.from_config(config)
+        entry = state.registry.get("chat")
+        decision = asyncio.run(state.limiter.hit(entry.limit, "*"))
+        print(decision.remaining, "limits" in sys.modules)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.split() == ["4", "False"]  # ~0.1 s of start-up saved for rate-limited configs
