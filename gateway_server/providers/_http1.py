@@ -109,7 +109,7 @@ class _Target:
 
 class Response:
     """The status line and headers of an answer; the body is read with :meth:`read` or
-    :meth:`iter_chunks`, and :meth:`release` must follow (the pool's ``request``/``stream`` do it)."""
+    :meth:`iter_chunks`, and :meth:`release` must follow (:meth:`ConnectionPool.request` does it)."""
 
     __slots__ = ("_conn", "_pool", "headers", "status")
 
@@ -298,6 +298,7 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.headers = Headers()
         self.headers_done = False
+        self.informational = False
         self.complete = False
         self.keep_alive = False
         self.framed = False  # Content-Length or chunked: else the body ends when the server closes
@@ -409,7 +410,12 @@ class _Connection(asyncio.Protocol):
         dict.__setitem__(self.headers, key, text if previous is None else f"{previous}, {text}")
 
     def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:  # 103 Early Hints and the like: the real answer follows
+            self.informational = True
+            self.headers = Headers()
+            return
+        self.status = status
         self.keep_alive = self.parser.should_keep_alive()
         headers = self.headers
         self.framed = "content-length" in headers or "chunked" in headers.get("transfer-encoding", "")
@@ -435,6 +441,9 @@ class _Connection(asyncio.Protocol):
                 self.transport.pause_reading()
 
     def on_message_complete(self) -> None:
+        if self.informational:
+            self.informational = False
+            return
         self._finish_body()
         self.complete = True
         if self.transport is not None and self.paused:

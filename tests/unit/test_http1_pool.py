@@ -362,3 +362,18 @@ def test_one_timeout_covers_the_whole_exchange() -> None:
             await pool.close()
 
     run(test)
+
+
+def test_an_informational_answer_before_the_real_one_is_skipped() -> None:
+    early_hints = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+
+    async def test() -> None:
+        async with RawServer(lambda _: early_hints + ok(b"real", "X-Real: yes")) as server:
+            pool = ConnectionPool()
+            for _ in range(2):  # and the connection stays usable
+                status, headers, body = await pool.request("GET", server.url, {}, None)
+                assert (status, body, headers.get("x-real"), "link" in headers) == (200, b"real", "yes", False)
+            await pool.close()
+        assert server.connections == 1
+
+    run(test)
