@@ -178,11 +178,11 @@ class ConnectionPool:
         timeout: float | None = None,
     ) -> tuple[int, Headers, bytes]:
         """One whole exchange: ``(status, headers, body)``, all of it within ``timeout`` seconds."""
-        response = await self.send(method, url, headers, body, timeout)
+        conn = await self._exchange(method, url, headers, body, timeout, whole=True)
         try:
-            return response.status, response.headers, await response.read()
+            return conn.status, conn.headers, conn.take_body()
         finally:
-            response.release()
+            self._release(conn)
 
     async def send(
         self,
@@ -194,21 +194,7 @@ class ConnectionPool:
     ) -> Response:
         """Send the request and wait for the status line and headers, within ``timeout`` seconds;
         the caller reads the body and then calls :meth:`Response.release` (in a ``finally``)."""
-        if self._closed:
-            raise RuntimeError("the connection pool is closed")
-        target = self._target(url)
-        head = _request_head(method, target, headers, body)
-        deadline = None if timeout is None else self._loop.time() + timeout
-        conn = await self._acquire(target, timeout)
-        conn.arm(deadline)
-        try:
-            conn.begin(head, body)
-            while not conn.headers_done:
-                await conn.wait()
-        except BaseException:  # broken, cancelled or timed out midway: its state is unknown
-            conn.close()
-            raise
-        return Response(self, conn)
+        return Response(self, await self._exchange(method, url, headers, body, timeout, whole=False))
 
     async def close(self) -> None:
         self._closed = True
@@ -227,7 +213,42 @@ class ConnectionPool:
             target = self._targets[url] = _Target(url)
         return target
 
-    async def _acquire(self, target: _Target, timeout: float | None) -> _Connection:
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeout: float | None,
+        *,
+        whole: bool,
+    ) -> _Connection:
+        """Send, then wait for the head (``whole``: for the whole answer, read without pausing).
+        Few frames on purpose: every await level here is paid at each wake-up of every call."""
+        if self._closed:
+            raise RuntimeError("the connection pool is closed")
+        target = self._target(url)
+        head = _request_head(method, target, headers, body)
+        deadline = None if timeout is None else self._loop.time() + timeout
+        conn = self._idle_connection(target)
+        if conn is None:
+            connecting = self._connect(target)
+            conn = await (connecting if timeout is None else asyncio.wait_for(connecting, timeout))
+        conn.arm(deadline)
+        try:
+            conn.begin(head, body, streaming=not whole)
+            if whole:
+                while not conn.complete:
+                    await conn.wait()
+            else:
+                while not conn.headers_done:
+                    await conn.wait()
+        except BaseException:  # broken, cancelled or timed out midway: its state is unknown
+            conn.close()
+            raise
+        return conn
+
+    def _idle_connection(self, target: _Target) -> _Connection | None:
         idle = self._idle.get(target.key)
         if idle:
             now = time.monotonic()
@@ -236,9 +257,7 @@ class ConnectionPool:
                 if not conn.closed and now - conn.idle_since < self._keepalive:
                     return conn
                 conn.close()
-        if timeout is None:
-            return await self._connect(target)
-        return await asyncio.wait_for(self._connect(target), timeout)  # only new connections pay for this
+        return None
 
     async def _connect(self, target: _Target) -> _Connection:
         context = None
@@ -305,28 +324,26 @@ class _Connection(asyncio.Protocol):
         self.body: list[bytes] = []
         self.buffered = 0
         self.paused = False
+        self.streaming = False
         self.error: ConnectionBroken | TimeoutError | None = None
         self.decoder: Any = None
 
     # ---- the exchange
 
-    def begin(self, head: bytes, body: bytes | None) -> None:
+    def begin(self, head: bytes, body: bytes | None, *, streaming: bool) -> None:
         if self.closed or self.transport is None:
             raise ConnectionBroken("the connection is closed")
         self._reset()
+        self.streaming = streaming  # read ahead at most _HIGH_WATER bytes; else take it all
         self.transport.write(head + body if body else head)
 
-    async def wait(self) -> None:
-        """Until the parser moved on (more bytes, the end, or an error)."""
+    def wait(self) -> asyncio.Future[None]:
+        """A future done when the parser has moved on (more bytes, the end), or failed with the
+        exchange's error. A plain future rather than a coroutine: one frame less at every wake-up."""
         if self.error is not None:
             raise self.error
         waiter = self._waiter = self.loop.create_future()
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-        if self.error is not None:
-            raise self.error
+        return waiter
 
     def take_body(self) -> bytes:
         body = self.body
@@ -365,8 +382,13 @@ class _Connection(asyncio.Protocol):
 
     def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():  # a cancelled waiter is done already
+                if self.error is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(self.error)
 
     def _fail(self, message: str) -> None:
         if not self.complete and self.error is None:  # the first cause wins (a timeout closes too)
@@ -436,7 +458,12 @@ class _Connection(asyncio.Protocol):
         if data:
             self.body.append(data)
             self.buffered += len(data)
-            if self.buffered > _HIGH_WATER and not self.paused and self.transport is not None:
+            if (
+                self.streaming
+                and self.buffered > _HIGH_WATER
+                and not self.paused
+                and self.transport is not None
+            ):
                 self.paused = True
                 self.transport.pause_reading()
 
