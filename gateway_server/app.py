@@ -123,6 +123,8 @@ class GatewayApp:
             pool = ConnectionPool()
             stack.push_async_callback(pool.close)
         self.state.upstream = UpstreamClient(pool)
+        if self.state.shared is not None:  # Redis: shared routes load before start-up completes
+            await stack.enter_async_context(self.state.shared.running(self.state))
         await stack.enter_async_context(watch_config(self.state, self._reload_interval))
         self._resources = stack
 

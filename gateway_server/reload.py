@@ -27,7 +27,7 @@ import hashlib
 import logging
 import os
 from collections.abc import AsyncIterator, Iterable
-from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -215,25 +215,19 @@ class ConfigWatcher:
 
 @asynccontextmanager
 async def watch_config(state: GatewayState, interval: float | None) -> AsyncIterator[ConfigWatcher | None]:
-    """For the app's lifespan: keep this process's route table current.
-
-    Watches ``state.config.path`` every ``interval`` s (``None``: don't) and, with
-    ``server.shared_state``, the routes created and deleted through Redis (``shared.py``; loaded
-    before start-up completes, so a Redis that does not answer fails the start).
-    """
-    async with AsyncExitStack() as stack:
-        if state.shared is not None:
-            await stack.enter_async_context(state.shared.running(state))
-        path = state.config.path
-        if not interval or path is None:
-            yield None
-            return
-        watcher = ConfigWatcher(state, os.path.abspath(path), interval=interval)
-        task = asyncio.create_task(watcher.run(), name=f"gatewayctl-reload:{path}")
-        state.extras["config_watcher"] = watcher
-        try:
-            yield watcher
-        finally:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+    """For the app's lifespan: watch ``state.config.path`` every ``interval`` s (``None``: don't).
+    (The routes created and deleted through Redis are watched by ``shared.py``; the app enters
+    both.)"""
+    path = state.config.path
+    if not interval or path is None:
+        yield None
+        return
+    watcher = ConfigWatcher(state, os.path.abspath(path), interval=interval)
+    task = asyncio.create_task(watcher.run(), name=f"gatewayctl-reload:{path}")
+    state.extras["config_watcher"] = watcher
+    try:
+        yield watcher
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task

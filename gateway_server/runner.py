@@ -61,6 +61,7 @@ def run(
         "loop": _event_loop(),
         "http": CoalescingHttpToolsProtocol,  # uvicorn's httptools protocol, one write per turn
         "lifespan": "on",
+        "ws": "none",  # no websocket paths: uvicorn then does not import the websockets package
         "access_log": access_log,
         "timeout_graceful_shutdown": graceful_timeout,
         "server_header": False,
