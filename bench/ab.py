@@ -1,6 +1,6 @@
-"""A/B: two gateway commands, interleaved, on the c=64 figures (CPU per request, rps, p99).
+"""A/B: two gateway commands, interleaved, on the c=64 figures (CPU per request, rps, p50, p99).
 
-``python -m bench.ab --a "CMD" --b "CMD" [--rounds 6] [--seconds 6] [--features]``
+``python -m bench.ab --a "CMD" --b "CMD" [--rounds 6] [--seconds 6] [--features] [--concurrency 64]``
 
 For a change to the hot path, the question is "did it lower the gateway's CPU per request?", and on
 a shared machine the answer drifts by more than the change between two separate ``bench.run``
@@ -28,7 +28,7 @@ from bench.measure import UPSTREAM_CPU, Plan, Target
 from bench.run import DEFAULT_GATEWAY_CMD, GATEWAY_KEY, Scenario, gateway_config, start_gateway
 from bench.upstream import start_upstream
 
-FIGURES = ("gateway_cpu_us_per_request", "tput_rps", "tput_p99_ms", "other_cpu_share_during_c64")
+FIGURES = ("gateway_cpu_us_per_request", "tput_rps", "tput_p50_ms", "tput_p99_ms", "other_cpu_share_during_c64")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,9 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=6, help="rounds per side (default 6)")
     parser.add_argument("--seconds", type=float, default=6.0, help="c=64 load per round (default 6)")
     parser.add_argument("--features", action="store_true", help="auth key, route limit and metrics on")
+    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight (default 64)")
     args = parser.parse_args(argv)
 
-    plan = replace(Plan(), tput_seconds=args.seconds)
+    plan = replace(Plan(), tput_seconds=args.seconds, tput_concurrency=args.concurrency)
     results: dict[str, list[dict]] = {"A": [], "B": []}
     procs = []
     with start_upstream(cpu=UPSTREAM_CPU, max_seconds=3600) as upstream, tempfile.TemporaryDirectory() as tmp:
