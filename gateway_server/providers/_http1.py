@@ -57,7 +57,6 @@ __all__ = ["ConnectError", "ConnectionBroken", "ConnectionPool", "Headers", "Res
 
 KEEPALIVE_SECONDS = 30.0
 _HIGH_WATER = 256 * 1024  # bytes of a streamed body held unread before we stop reading the socket
-_DEFAULT_HEADERS = b"Accept: */*\r\nAccept-Encoding: gzip, deflate\r\n"
 
 
 class ConnectError(OSError):
@@ -288,15 +287,24 @@ class ConnectionPool:
 
 
 def _request_head(method: str, target: _Target, headers: Mapping[str, str], body: bytes | None) -> bytes:
-    lines = [f"{method} {target.target} HTTP/1.1", f"Host: {target.host_header}"]
+    """The request line and headers. The adapter's headers go out as given (a signed request's
+    are part of its signature); ours are added only where the adapter set none of that name."""
+    given = {name.lower() for name in headers}
+    lines = [f"{method} {target.target} HTTP/1.1"]
+    if "host" not in given:
+        lines.append(f"Host: {target.host_header}")
     lines.extend(f"{name}: {value}" for name, value in headers.items())
-    if body is not None:
+    if body is not None and "content-length" not in given:
         lines.append(f"Content-Length: {len(body)}")
+    if "accept" not in given:
+        lines.append("Accept: */*")
+    if "accept-encoding" not in given:
+        lines.append("Accept-Encoding: gzip, deflate")  # we decode both (embeddings compress well)
     text = "\r\n".join(lines)
     breaks = len(lines) - 1
     if text.count("\n") != breaks or text.count("\r") != breaks:  # header injection
         raise UnsendableRequest("a request header name or value contains a line break")
-    return text.encode() + b"\r\n" + _DEFAULT_HEADERS + b"\r\n"
+    return text.encode() + b"\r\n\r\n"
 
 
 class _Connection(asyncio.Protocol):

@@ -372,8 +372,30 @@ def test_an_informational_answer_before_the_real_one_is_skipped() -> None:
             pool = ConnectionPool()
             for _ in range(2):  # and the connection stays usable
                 status, headers, body = await pool.request("GET", server.url, {}, None)
-                assert (status, body, headers.get("x-real"), "link" in headers) == (200, b"real", "yes", False)
+                assert (status, body, headers.get("x-real"), "link" in headers) == (
+                    200,
+                    b"real",
+                    "yes",
+                    False,
+                )
             await pool.close()
         assert server.connections == 1
+
+    run(test)
+
+
+def test_headers_the_adapter_sets_are_not_doubled() -> None:
+    """A signed request (Bedrock's SigV4 covers Accept and Host) must go out exactly as signed."""
+
+    async def test() -> None:
+        async with RawServer(lambda _: ok(b"")) as server:
+            pool = ConnectionPool()
+            given = {"Host": "bedrock-runtime.example", "Accept": "application/vnd.amazon.eventstream"}
+            await pool.request("POST", server.url, given, b"{}")
+            await pool.close()
+        head = server.requests[0].split(b"\r\n\r\n")[0].lower()
+        assert head.count(b"\r\nhost:") == 1 and b"host: bedrock-runtime.example" in head
+        assert head.count(b"\r\naccept:") == 1 and b"accept: application/vnd.amazon.eventstream" in head
+        assert b"accept-encoding: gzip, deflate" in head
 
     run(test)
