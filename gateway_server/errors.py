@@ -62,6 +62,7 @@ class GatewayError(Exception):
 
     status_code: ClassVar[int] = 500
     error_type: ClassVar[str] = "gateway_error"
+    retry_after: float | None = None  # seconds; answered as Retry-After when set
 
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         super().__init__(message)
@@ -70,8 +71,10 @@ class GatewayError(Exception):
             self.status_code = status_code  # type: ignore[misc]
 
     def headers(self) -> dict[str, str]:
-        """Extra HTTP headers that belong with this error (e.g. Retry-After)."""
-        return {}
+        """Extra HTTP headers that belong with this error: Retry-After when it says when to retry."""
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, round(self.retry_after)))}
 
     def to_payload(self) -> dict[str, Any]:
         """The one JSON envelope: OpenAI-style ``error`` plus ``detail`` for MLflow clients."""
@@ -212,11 +215,6 @@ class RateLimitError(ClientRequestError):
         super().__init__(message)
         self.retry_after = retry_after
 
-    def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
-            return {}
-        return {"Retry-After": str(max(1, round(self.retry_after)))}
-
 
 class UnsupportedRouteTypeError(GatewayError):
     """The provider does not offer this route type (MLflow answers 501 too)."""
@@ -246,11 +244,6 @@ class SharedStateUnavailableError(GatewayError):
     def __init__(self, message: str, *, retry_after: float | None = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-    def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
-            return {}
-        return {"Retry-After": str(max(1, round(self.retry_after)))}
 
 
 # ---------------------------------------------------------------- upstream errors
@@ -289,11 +282,6 @@ class UpstreamError(GatewayError):
         self.upstream_status = upstream_status
         self.reason = reason
         self.retry_after = retry_after
-
-    def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
-            return {}
-        return {"Retry-After": str(max(1, round(self.retry_after)))}
 
 
 class UpstreamStatusError(UpstreamError):
@@ -393,11 +381,10 @@ def error_from_payload(status_code: int, payload: Any, headers: dict[str, str] |
     error = GatewayError.__new__(cls)
     GatewayError.__init__(error, message, status_code=status_code)
     retry_after = (headers or {}).get("retry-after") or (headers or {}).get("Retry-After")
-    if issubclass(cls, (RateLimitError, UpstreamError)):
-        try:
-            error.retry_after = float(retry_after) if retry_after else None  # type: ignore[attr-defined]
-        except ValueError:
-            error.retry_after = None  # type: ignore[attr-defined]
+    try:
+        error.retry_after = float(retry_after) if retry_after else None
+    except ValueError:
+        error.retry_after = None
     if issubclass(cls, ConfigError):
         error.issues = [ConfigIssue(line) for line in message.splitlines()]  # type: ignore[attr-defined]
     return error
