@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +16,7 @@ from gateway_server.config import parse_config
 from gateway_server.testing import FakeOpenAI, Fault, serve_in_thread
 
 SENTINEL = "sk-SENTINEL-never-leak-0000"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config(api_base: str, dead_port_base: str) -> str:
@@ -290,3 +294,21 @@ def test_fastapi_is_built_only_when_a_request_needs_it() -> None:
         assert app._api is None and app._api_build is None
         assert client.get("/api/2.0/gateway/routes/offline").status_code == 200
         assert app._api is not None
+
+
+def test_a_serving_process_loads_only_what_the_hot_path_needs() -> None:
+    """Start-up time and memory (docs/performance.md): serving the quick-start config must not
+    import FastAPI/Starlette (built on first use), the admin code, the limits package, Redis,
+    botocore, aiohttp (not used by the server) or the CLI's httpx/rich."""
+    code = (
+        "import sys\n"
+        "import gateway_server.runner\n"
+        "from gateway_server.app import create_app_from_path\n"
+        "create_app_from_path('sample-configs/quickstart.yaml', reload_interval=None)\n"
+        "heavy = {'aiohttp', 'fastapi', 'starlette', 'limits', 'redis', 'botocore', 'httpx', 'rich', 'ruamel'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True, cwd=ROOT
+    )
+    assert result.stdout.strip() == "[]"
