@@ -12,9 +12,11 @@ Translation (OpenAI shape → Messages API):
   the same, so every valid gateway value stays valid upstream). ``stop`` → ``stop_sequences``;
   ``tool_choice`` auto/none/required/function → auto/none/any/tool; ``parallel_tool_calls: false``
   → ``disable_parallel_tool_use``; ``user`` → ``metadata.user_id``.
+- ``response_format`` ``json_object``/``json_schema`` → one forced tool whose input is the answer,
+  which comes back as the message's ``content`` (a JSON string); see ``_anthropic_json.py``.
 - Refused with a 400: ``n`` > 1, ``frequency_penalty``, ``presence_penalty``, ``logit_bias``,
-  ``logprobs``, ``top_logprobs``, ``seed``, a ``response_format`` other than text. Other keys (the
-  API's own ``top_p``, ``top_k``, ``thinking``...) pass through unchanged.
+  ``logprobs``, ``top_logprobs``, ``seed``. Other keys (the API's own ``top_p``, ``top_k``,
+  ``thinking``...) pass through unchanged.
 
 Completions send the prompt as the single user message. There are no embeddings (501). Errors: the
 body is ``{"type": "error", "error": {"type", "message"}}``; 529 ``overloaded_error`` counts as a 503.
@@ -28,6 +30,7 @@ from typing import Any
 from pydantic import field_validator
 
 from gateway_server.errors import InvalidRequestError, UpstreamStatusError
+from gateway_server.providers._anthropic_json import JSON_TOOL, json_tool_choice, response_format_tool
 from gateway_server.providers._translate import (
     base_url,
     chat_chunks_to_completions,
@@ -131,6 +134,7 @@ class AnthropicAdapter(Adapter):
 
     def _body(self, payload: dict[str, Any]) -> dict[str, Any]:
         self._refuse(payload)
+        json_tool = response_format_tool(payload, self.name)
         system, messages = _messages(payload["messages"])
         body: dict[str, Any] = {"model": self.model_name} if self.model_name else {}
         body["max_tokens"] = max_tokens_of(payload) or DEFAULT_MAX_TOKENS
@@ -141,9 +145,11 @@ class AnthropicAdapter(Adapter):
             body["stop_sequences"] = stop_list(payload["stop"])
         if payload.get("temperature") is not None:
             body["temperature"] = payload["temperature"] / 2
-        if payload.get("tools"):
-            body["tools"] = [_tool(function) for _, function in function_tools(payload["tools"])]
-        tool_choice = _tool_choice(payload)
+        if json_tool is not None:
+            body["tools"] = [json_tool]
+        elif payload.get("tools"):
+            body["tools"] = [_tool(index, function) for index, function in function_tools(payload["tools"])]
+        tool_choice = json_tool_choice() if json_tool is not None else _tool_choice(payload)
         if tool_choice is not None:
             body["tool_choice"] = tool_choice
         if payload.get("user") is not None:
@@ -159,18 +165,18 @@ class AnthropicAdapter(Adapter):
             raise InvalidRequestError(
                 f"The anthropic provider returns one choice per request; 'n' must be 1, not {n}.", param="n"
             )
-        response_format = payload.get("response_format")
-        if response_format is not None and response_format != {"type": "text"}:
-            refuse(payload, ("response_format",), self.name)
 
     # ----------------------------------------------------------- responses
 
     def parse_chat_response(self, body: dict[str, Any]) -> dict[str, Any]:
         texts: list[str] = []
         tool_calls: list[dict[str, Any]] = []
+        answer: str | None = None  # the input of the response_format tool, as a JSON string
         for block in body["content"]:
             if block["type"] == "text":
                 texts.append(block["text"])
+            elif block["type"] == "tool_use" and block["name"] == JSON_TOOL:
+                answer = dump_arguments(block.get("input")) if answer is None else answer
             elif block["type"] == "tool_use":
                 tool_calls.append(
                     {
@@ -186,11 +192,14 @@ class AnthropicAdapter(Adapter):
         }
         if tool_calls:
             message["tool_calls"] = tool_calls
+        finish = _finish(body.get("stop_reason"))
+        if answer is not None:  # the JSON answer replaces any text beside it
+            message, finish = {"role": "assistant", "content": answer}, _answer_finish(finish)
         return {
             "id": body["id"],
             "object": "chat.completion",
             "model": body.get("model") or self.model_name,
-            "choices": [{"index": 0, "message": message, "finish_reason": _finish(body.get("stop_reason"))}],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             "usage": _usage(body["usage"]),
         }
 
@@ -216,34 +225,20 @@ class AnthropicAdapter(Adapter):
             state.update(id=message.get("id"), model=message.get("model") or self.model_name)
             state["usage"] = dict(message.get("usage") or {})
             state["tools"] = {}
+            state["answer"] = set()  # indices of the blocks that carry a response_format answer
             return [self._chunk(state, {"role": "assistant", "content": ""})]
         if kind == "content_block_start":
-            block = data["content_block"]
-            if block["type"] == "tool_use":
-                position = state["tools"].setdefault(data["index"], len(state["tools"]))
-                call = {"index": position, "id": block["id"], "type": "function"}
-                call["function"] = {"name": block["name"], "arguments": ""}
-                return [self._chunk(state, {"tool_calls": [call]})]
-            if block["type"] == "text" and block.get("text"):
-                return [self._chunk(state, {"content": block["text"]})]
-            return []
+            return self._block_start(data, state)
         if kind == "content_block_delta":
-            delta = data["delta"]
-            if delta["type"] == "text_delta":
-                return [self._chunk(state, {"content": delta["text"]})]
-            if delta["type"] == "input_json_delta":
-                call = {
-                    "index": state["tools"][data["index"]],
-                    "function": {"arguments": delta["partial_json"]},
-                }
-                return [self._chunk(state, {"tool_calls": [call]})]
-            return []  # thinking, signature and citation deltas
+            return self._block_delta(data, state)
         if kind == "message_delta":
             counts = state["usage"]
             counts.update(
                 {key: value for key, value in (data.get("usage") or {}).items() if value is not None}
             )
             finish = _finish(data["delta"].get("stop_reason"))
+            if state["answer"]:
+                finish = _answer_finish(finish)
             return [self._chunk(state, {}, finish_reason=finish, usage=_usage(counts))]
         if kind == "error":
             error = data.get("error") or {}
@@ -254,6 +249,31 @@ class AnthropicAdapter(Adapter):
                 reason=error.get("message") or error.get("type") or "stream error",
             )
         return []  # ping, content_block_stop, message_stop
+
+    def _block_start(self, data: dict[str, Any], state: dict[str, Any]) -> list[dict[str, Any]]:
+        block = data["content_block"]
+        if block["type"] == "tool_use" and block["name"] == JSON_TOOL:
+            state["answer"].add(data["index"])  # its input streams as the message's content
+            return []
+        if block["type"] == "tool_use":
+            position = state["tools"].setdefault(data["index"], len(state["tools"]))
+            call = {"index": position, "id": block["id"], "type": "function"}
+            call["function"] = {"name": block["name"], "arguments": ""}
+            return [self._chunk(state, {"tool_calls": [call]})]
+        if block["type"] == "text" and block.get("text"):
+            return [self._chunk(state, {"content": block["text"]})]
+        return []
+
+    def _block_delta(self, data: dict[str, Any], state: dict[str, Any]) -> list[dict[str, Any]]:
+        delta = data["delta"]
+        if delta["type"] == "text_delta":
+            return [self._chunk(state, {"content": delta["text"]})]
+        if delta["type"] != "input_json_delta":
+            return []  # thinking, signature and citation deltas
+        if data["index"] in state["answer"]:
+            return [self._chunk(state, {"content": delta["partial_json"]})] if delta["partial_json"] else []
+        call = {"index": state["tools"][data["index"]], "function": {"arguments": delta["partial_json"]}}
+        return [self._chunk(state, {"tool_calls": [call]})]
 
     def _chunk(self, state: dict[str, Any], delta: dict[str, Any], **extra: Any) -> dict[str, Any]:
         chunk = chat_chunk(state.get("model"), delta=delta, **extra)
@@ -373,7 +393,13 @@ def _tool_result(message: dict[str, Any], field: str) -> dict[str, Any]:
     }
 
 
-def _tool(function: dict[str, Any]) -> dict[str, Any]:
+def _tool(index: int, function: dict[str, Any]) -> dict[str, Any]:
+    if function["name"] == JSON_TOOL:
+        raise InvalidRequestError(
+            f"Invalid value for 'tools[{index}].function.name': '{JSON_TOOL}' is reserved by the gateway "
+            "(it carries JSON response_format answers); rename the tool.",
+            param=f"tools[{index}].function.name",
+        )
     tool: dict[str, Any] = {"name": function["name"]}
     if function.get("description"):
         tool["description"] = function["description"]
@@ -401,6 +427,11 @@ def _tool_choice(payload: dict[str, Any]) -> dict[str, Any] | None:
 
 def _finish(stop_reason: str | None) -> str:
     return _FINISH.get(stop_reason or "end_turn", "stop")
+
+
+def _answer_finish(finish: str) -> str:
+    # The forced tool call is how a JSON answer ends normally: a caller asked for no tools.
+    return "stop" if finish == "tool_calls" else finish
 
 
 def _usage(counts: dict[str, Any]) -> dict[str, Any]:

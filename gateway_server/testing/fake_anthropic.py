@@ -12,7 +12,9 @@ answers the documented event sequence (``message_start``, ``content_block_start`
 Strict where Anthropic is: the ``anthropic-version`` header is required; ``model``, ``max_tokens``
 and ``messages`` are required; unknown top-level fields are refused ("Extra inputs are not
 permitted"); only ``user``/``assistant`` roles (a ``system`` role gets Anthropic's hint to use the
-top-level ``system``); ``temperature`` must be within 0-1; with ``api_key`` set, a request without
+top-level ``system``); ``temperature`` must be within 0-1; every tool needs a ``name`` and an
+``input_schema`` whose ``type`` is ``object``; a ``tool_choice`` of type ``tool`` must name one of
+the tools, and forced tool use (``any``/``tool``) is refused with ``thinking`` enabled; with ``api_key`` set, a request without
 that key (in ``x-api-key``, or as ``Authorization: Bearer`` as Anthropic's newer SDKs send it) is a
 401 ``authentication_error``. Errors use ``{"type": "error", "error": {"type",
 "message"}, "request_id"}``; status 529 is ``overloaded_error``.
@@ -133,7 +135,8 @@ class FakeAnthropic(FakeUpstream):
                 )
             if role not in ("user", "assistant"):
                 return self._bad(f"messages.{index}.role: Input should be 'user' or 'assistant'")
-        return body
+        problem = _tools_problem(body)
+        return self._bad(problem) if problem else body
 
     def _bad(self, message: str) -> Reply:
         return Reply(400, self.error_body(400, message))
@@ -155,6 +158,22 @@ class FakeAnthropic(FakeUpstream):
             )
         ending = truncate(text, body.get("stop_sequences"), body["max_tokens"])
         return [{"type": "text", "text": ending.text}], _STOP_REASONS[ending.reason], ending.stop_sequence
+
+
+def _tools_problem(body: dict[str, Any]) -> str | None:
+    tools = body.get("tools") or []
+    for index, tool in enumerate(tools):
+        if not tool.get("name"):
+            return f"tools.{index}.custom.name: Field required"
+        if not isinstance(tool.get("input_schema"), dict) or tool["input_schema"].get("type") != "object":
+            return f"tools.{index}.custom.input_schema.type: Input should be 'object'"
+    choice = body.get("tool_choice") or {"type": "auto"}
+    if choice.get("type") == "tool" and choice.get("name") not in {tool.get("name") for tool in tools}:
+        return f"tool_choice.name: Tool '{choice.get('name')}' not found in provided tools"
+    thinking = body.get("thinking") or {"type": "disabled"}
+    if choice.get("type") in ("any", "tool") and thinking.get("type") != "disabled":
+        return "Thinking may not be enabled when tool_choice forces tool use."
+    return None
 
 
 def _stream(

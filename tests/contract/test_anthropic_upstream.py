@@ -111,6 +111,93 @@ def test_anthropic_streams_text_and_tool_calls(fake: FakeAnthropic) -> None:
     assert tool_chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
 
 
+SCHEMA = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
+JSON_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {"name": "echo", "description": "The echoed text.", "schema": SCHEMA, "strict": True},
+}
+FORCED = {"type": "tool", "name": "gateway_json_answer", "disable_parallel_tool_use": True}
+
+
+def test_anthropic_json_schema_is_one_forced_tool_whose_call_is_the_content(fake: FakeAnthropic) -> None:
+    result = _call(_adapter(fake), RouteType.CHAT, {**CHAT, "response_format": JSON_SCHEMA})
+    assert fake.last_request.json == {
+        "model": MODEL,
+        "max_tokens": 8192,
+        "messages": [{"role": "user", "content": "hello upstream"}],
+        "system": "be brief",
+        "tools": [{"name": "gateway_json_answer", "description": "The echoed text.", "input_schema": SCHEMA}],
+        "tool_choice": FORCED,
+    }
+    assert result == {
+        "id": "msg_fake000001",
+        "object": "chat.completion",
+        "model": MODEL,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": '{"text":"hello upstream"}'},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6},
+    }
+
+
+def test_anthropic_json_object_asks_for_any_object_and_answers_completions(fake: FakeAnthropic) -> None:
+    adapter = _adapter(fake)
+    result = _call(adapter, RouteType.CHAT, {**CHAT, "response_format": {"type": "json_object"}})
+    assert fake.last_request.json["tools"] == [
+        {
+            "name": "gateway_json_answer",
+            "description": "Give your whole answer by calling this tool once: its input is the answer, as a "
+            "JSON object that follows the input schema.",
+            "input_schema": {"type": "object"},
+        }
+    ]
+    assert fake.last_request.json["tool_choice"] == FORCED
+    assert result["choices"][0]["message"] == {"role": "assistant", "content": '{"text":"hello upstream"}'}
+    completion = _call(
+        adapter, RouteType.COMPLETIONS, {"prompt": "one two", "response_format": {"type": "json_object"}}
+    )
+    assert completion["choices"] == [{"index": 0, "text": '{"text":"one two"}', "finish_reason": "stop"}]
+
+
+def test_anthropic_streamed_json_answer_arrives_as_content_deltas(fake: FakeAnthropic) -> None:
+    chunks = _stream(_adapter(fake), RouteType.CHAT, {**CHAT, "stream": True, "response_format": JSON_SCHEMA})
+    assert fake.last_request.json["tool_choice"] == FORCED and fake.last_request.json["stream"] is True
+    deltas = [chunk["choices"][0]["delta"] for chunk in chunks]
+    assert deltas[0] == {"role": "assistant", "content": ""}
+    assert all("tool_calls" not in delta for delta in deltas)
+    pieces = [delta["content"] for delta in deltas[1:] if delta.get("content")]
+    assert len(pieces) == 2  # the fake sends the input in two input_json_delta fragments
+    assert "".join(pieces) == '{"text":"hello upstream"}'
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["usage"] == {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}
+
+
+def test_anthropic_fake_refuses_forced_tool_use_with_thinking_as_anthropic_does(fake: FakeAnthropic) -> None:
+    headers = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+    body = {
+        "model": MODEL,
+        "max_tokens": 4096,
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"name": "gateway_json_answer", "input_schema": {"type": "object"}}],
+        "tool_choice": FORCED,
+        "thinking": {"type": "enabled", "budget_tokens": 2048},
+    }
+    with httpx.Client(base_url=fake.url, headers=headers, timeout=5) as client:
+        refused = client.post("/v1/messages", json=body)
+        assert refused.status_code == 400
+        assert (
+            refused.json()["error"]["message"]
+            == "Thinking may not be enabled when tool_choice forces tool use."
+        )
+        allowed = client.post("/v1/messages", json={**body, "thinking": {"type": "disabled"}})
+        assert allowed.status_code == 200
+        anthropic.types.Message.model_validate(allowed.json())
+
+
 def test_anthropic_wrong_key_is_a_502_with_anthropics_reason(fake: FakeAnthropic) -> None:
     with pytest.raises(UpstreamStatusError) as info:
         _call(_adapter(fake, key="sk-ant-wrong"), RouteType.CHAT, dict(CHAT))

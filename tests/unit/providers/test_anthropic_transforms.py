@@ -170,7 +170,6 @@ def test_anthropic_tool_choice_maps(choice: str, expected: dict) -> None:
         ({"frequency_penalty": 0.5}, "frequency_penalty"),
         ({"logit_bias": {"1": 2}}, "logit_bias"),
         ({"seed": 7}, "seed"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
     ],
 )
 def test_anthropic_refuses_parameters_without_equivalent(extra: dict, param: str) -> None:
@@ -178,6 +177,50 @@ def test_anthropic_refuses_parameters_without_equivalent(extra: dict, param: str
         _adapter().build_chat_request({"messages": [{"role": "user", "content": "x"}], **extra})
     assert info.value.param == param and info.value.status_code == 400
     assert param in info.value.message
+
+
+JSON_OBJECT = {"type": "json_object"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"response_format": JSON_OBJECT, "tools": [TOOL]}, "tools"),
+        ({"response_format": JSON_OBJECT, "tool_choice": "none"}, "tool_choice"),
+        (
+            {"response_format": JSON_OBJECT, "thinking": {"type": "enabled", "budget_tokens": 2048}},
+            "thinking",
+        ),
+        ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "l", "schema": {"type": "array"}},
+                }
+            },
+            "response_format.json_schema.schema",
+        ),
+        ({"response_format": {"type": "xml"}}, "response_format"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "gateway_json_answer"}}]},
+            "tools[0].function.name",
+        ),
+    ],
+)
+def test_anthropic_refuses_response_format_combinations_that_cannot_work(extra: dict, param: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        _adapter().build_chat_request({"messages": [{"role": "user", "content": "x"}], **extra})
+    assert (info.value.param, info.value.status_code) == (param, 400)
+
+
+def test_anthropic_response_format_text_and_disabled_thinking_change_nothing() -> None:
+    plain = {"messages": [{"role": "user", "content": "x"}]}
+    body = _adapter().build_chat_request({**plain, "response_format": {"type": "text"}}).body
+    assert body == _adapter().build_chat_request(plain).body
+    thinking = {"type": "disabled"}
+    body = _adapter().build_chat_request({**plain, "response_format": JSON_OBJECT, "thinking": thinking}).body
+    assert body["thinking"] == thinking and body["tool_choice"]["name"] == "gateway_json_answer"
 
 
 def test_anthropic_native_keys_pass_unless_the_gateway_sets_them() -> None:
@@ -390,3 +433,22 @@ def test_anthropic_sample_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
         assert get_adapter_class(route.model.provider) is AnthropicAdapter
         assert route.model.config.anthropic_api_key.get() == "sk-ant-sample"
         assert route.model.config.anthropic_api_key.source == "$ANTHROPIC_API_KEY"
+
+
+@pytest.mark.parametrize(("stop_reason", "finish"), [("tool_use", "stop"), ("max_tokens", "length")])
+def test_anthropic_parse_chat_json_answer_becomes_the_content(stop_reason: str, finish: str) -> None:
+    body = {
+        "id": "msg_1",
+        "model": "claude-sonnet-4-5",
+        "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "gateway_json_answer", "input": {"a": [1, 2]}}
+        ],
+        "stop_reason": stop_reason,
+        "usage": {"input_tokens": 3, "output_tokens": 5},
+    }
+    choice = _adapter().parse_chat_response(body)["choices"][0]
+    assert choice == {
+        "index": 0,
+        "message": {"role": "assistant", "content": '{"a":[1,2]}'},
+        "finish_reason": finish,
+    }
