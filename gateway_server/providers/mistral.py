@@ -6,7 +6,13 @@ Mistral's API is close to OpenAI's, so most of a request passes unchanged. Renam
 ``output_dimension``. Refused with a 400 (Mistral has no equivalent): ``logit_bias``, ``user``.
 ``stream_options`` is dropped: Mistral always ends a stream with its usage. Completions send the
 prompt as one user message (Mistral's ``/fim/completions`` is fill-in-the-middle for code models
-only, not a general completions API). Answers: Mistral's ``model_length`` finish reason is
+only, not a general completions API). Tool-call ids: Mistral takes only ids of exactly 9 letters
+and digits, so any other id in the conversation (OpenAI's ``call_...``, Anthropic's ``toolu_...``)
+is replaced by :func:`mistral_call_id`, 9 base-62 characters of its SHA-256: the same id always maps
+to the same value, so an assistant's ``tool_calls[].id`` and the ``tool`` message answering it still
+match; valid ids are sent unchanged. Answers carry Mistral's own ids (already 9 characters) and are
+not mapped back: the gateway keeps no state, and the caller's history keeps its own ids, mapped again
+on each request. Answers: Mistral's ``model_length`` finish reason is
 ``length``; message content given as chunks (reasoning models) keeps the text chunks; tool-call
 arguments given as objects are encoded as JSON strings. Error bodies come in two shapes, ``{"message":
 str | {"detail": [...]}}`` and FastAPI's ``{"detail": [...]}``: both become one readable reason.
@@ -14,6 +20,9 @@ str | {"detail": [...]}}`` and FastAPI's ``{"detail": [...]}``: both become one 
 
 from __future__ import annotations
 
+import hashlib
+import re
+import string
 from typing import Any
 
 from pydantic import field_validator
@@ -35,13 +44,15 @@ from gateway_server.providers.streaming import StreamEvent, chat_chunk
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
 
-__all__ = ["MistralAdapter", "MistralConfig"]
+__all__ = ["MistralAdapter", "MistralConfig", "mistral_call_id"]
 
 DEFAULT_MISTRAL_API_BASE = "https://api.mistral.ai/v1"
 
 _REFUSED = ("logit_bias", "user")
 _DROPPED = frozenset({"stream_options", "max_completion_tokens", "seed", "model"})
 _FINISH = {"model_length": "length"}
+_CALL_ID = re.compile(r"[a-zA-Z0-9]{9}")
+_BASE62 = string.digits + string.ascii_letters
 
 
 class MistralConfig(ProviderConfig):
@@ -86,6 +97,10 @@ class MistralAdapter(Adapter):
         for message in messages:
             if message.get("role") == "developer":
                 message["role"] = "system"
+            if message.get("tool_calls"):
+                message["tool_calls"] = [_with_mistral_id(call) for call in message["tool_calls"]]
+            if isinstance(message.get("tool_call_id"), str):
+                message["tool_call_id"] = mistral_call_id(message["tool_call_id"])
         return UpstreamRequest(url=self.chat_url, headers=self.headers, body=body)
 
     def build_completions_request(self, payload: dict[str, Any]) -> UpstreamRequest:
@@ -233,6 +248,25 @@ class MistralAdapter(Adapter):
 
 
 # ---------------------------------------------------------------- helpers (pure)
+
+
+def mistral_call_id(call_id: str) -> str:
+    """A tool-call id as Mistral accepts it: unchanged if it is 9 letters and digits, otherwise 9
+    base-62 characters of its SHA-256 (deterministic, so a call and its result keep matching)."""
+    if _CALL_ID.fullmatch(call_id):
+        return call_id
+    number = int.from_bytes(hashlib.sha256(call_id.encode()).digest()[:8], "big")
+    characters = []
+    for _ in range(9):
+        number, digit = divmod(number, len(_BASE62))
+        characters.append(_BASE62[digit])
+    return "".join(characters)
+
+
+def _with_mistral_id(call: Any) -> Any:
+    if isinstance(call, dict) and isinstance(call.get("id"), str):
+        return {**call, "id": mistral_call_id(call["id"])}
+    return call
 
 
 def _text(content: Any) -> str | None:

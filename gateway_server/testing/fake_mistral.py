@@ -10,13 +10,16 @@ finish reason and the usage, then ``data: [DONE]``. Embeddings are :func:`fake_e
 
 Strict where Mistral is: unknown fields (OpenAI's ``seed``, ``user``, ``max_completion_tokens``...)
 are a 422 in Mistral's ``{"object": "error", "message": {"detail": [...]}}`` envelope, ``model`` and
-``messages``/``input`` are required, and with ``api_key`` set a wrong bearer token is a 401
+``messages``/``input`` are required, a tool-call id in the conversation (an assistant's
+``tool_calls[].id``, a tool message's ``tool_call_id``) that is not exactly 9 letters and digits is
+Mistral's 400 ``invalid_function_call``, and with ``api_key`` set a wrong bearer token is a 401
 ``{"message": "Unauthorized"}``.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 import string
 from collections.abc import Iterator
 from typing import Any
@@ -84,6 +87,19 @@ class FakeMistral(FakeUpstream):
         body = _validated(request, _CHAT_FIELDS, "messages")
         if isinstance(body, Reply):
             return body
+        bad_id = _bad_call_id(body["messages"])
+        if bad_id is not None:
+            message = f"Tool call id was {bad_id} but must be a-z, A-Z, 0-9, with a length of 9."
+            return Reply(
+                400,
+                {
+                    "object": "error",
+                    "message": message,
+                    "type": "invalid_function_call",
+                    "param": None,
+                    "code": "3280",
+                },
+            )
         n = int(body.get("n") or 1)
         messages = body["messages"]
         prompt = sum(count_tokens(_text(message.get("content"))) for message in messages)
@@ -155,6 +171,12 @@ class FakeMistral(FakeUpstream):
             number, rest = divmod(number, len(alphabet))
             digits.append(alphabet[rest])
         return "".join(reversed(digits))
+
+
+def _bad_call_id(messages: list[dict[str, Any]]) -> str | None:
+    ids = [message["tool_call_id"] for message in messages if "tool_call_id" in message]
+    ids += [call.get("id") for message in messages for call in message.get("tool_calls") or ()]
+    return next((str(call_id) for call_id in ids if not re.fullmatch(r"[a-zA-Z0-9]{9}", str(call_id))), None)
 
 
 def _validated(request: RecordedRequest, fields: frozenset[str], required: str) -> dict[str, Any] | Reply:

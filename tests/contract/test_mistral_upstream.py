@@ -96,6 +96,73 @@ def test_mistral_streams_text_and_tool_calls(fake: FakeMistral) -> None:
     assert tool_chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
 
 
+OPENAI_ID = "call_abc123XYZ789def456ghi012"  # an id as OpenAI gives it: 29 characters with "_"
+CARRIED_OVER = {
+    **TOOLS,
+    "messages": [
+        *TOOLS["messages"],
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": OPENAI_ID, "type": "function", "function": {"name": "get_weather", "arguments": "{}"}},
+                {
+                    "id": "abcDEF123",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{}"},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": OPENAI_ID, "content": "sunny"},
+        {"role": "tool", "tool_call_id": "abcDEF123", "content": "warm"},
+    ],
+}
+
+
+def test_mistral_foreign_tool_call_ids_become_stable_nine_character_ids(fake: FakeMistral) -> None:
+    answer = _call(_adapter(fake), RouteType.CHAT, CARRIED_OVER)
+    sent = fake.last_request.json["messages"]
+    assert sent[1:] == [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "AHmkim53Z",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{}"},
+                },
+                {
+                    "id": "abcDEF123",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{}"},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "AHmkim53Z", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "abcDEF123", "content": "warm"},
+    ]
+    assert answer["choices"][0]["message"] == {"role": "assistant", "content": "warm"}
+    assert CARRIED_OVER["messages"][2]["tool_call_id"] == OPENAI_ID  # the caller's payload is untouched
+    chunks = _stream(_adapter(fake), RouteType.CHAT, {**CARRIED_OVER, "stream": True})
+    assert fake.last_request.json["messages"][1:] == sent[1:]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "warm"
+
+
+def test_mistral_fake_refuses_foreign_tool_call_ids_as_mistral_does(fake: FakeMistral) -> None:
+    body = {"model": MODEL, **CARRIED_OVER}
+    with httpx.Client(base_url=fake.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=5) as client:
+        refused = client.post("/v1/chat/completions", json=body)
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "object": "error",
+        "message": f"Tool call id was {OPENAI_ID} but must be a-z, A-Z, 0-9, with a length of 9.",
+        "type": "invalid_function_call",
+        "param": None,
+        "code": "3280",
+    }
+
+
 def test_mistral_wrong_key_and_unknown_fields(fake: FakeMistral) -> None:
     with pytest.raises(UpstreamStatusError) as info:
         _call(_adapter(fake, key="wrong"), RouteType.CHAT, dict(CHAT))

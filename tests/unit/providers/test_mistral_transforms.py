@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from gateway_server.config import load_config
 from gateway_server.errors import InvalidRequestError, UpstreamStatusError
 from gateway_server.providers import get_adapter_class
-from gateway_server.providers.mistral import MistralAdapter, MistralConfig
+from gateway_server.providers.mistral import MistralAdapter, MistralConfig, mistral_call_id
 from gateway_server.providers.streaming import StreamEvent
 from gateway_server.routes import RouteType
 
@@ -257,3 +257,31 @@ def test_mistral_sample_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     for route in config.routes:
         assert get_adapter_class(route.model.provider) is MistralAdapter
         assert route.model.config.mistral_api_key.get() == "mi-sample"
+
+
+@pytest.mark.parametrize(
+    ("call_id", "sent"),
+    [
+        ("call_abc123XYZ789def456ghi012", "AHmkim53Z"),
+        ("toolu_01A09q90qw90lq917835lq9", "TbZIuM3Pe"),
+        ("call_2", "UtBgay5ZT"),
+        ("abcDEF123", "abcDEF123"),  # already valid: unchanged
+        ("abcDEF12", "nFnCTwy3n"),  # 8 characters: too short
+    ],
+)
+def test_mistral_call_id_is_nine_letters_and_digits_and_deterministic(call_id: str, sent: str) -> None:
+    assert mistral_call_id(call_id) == sent == mistral_call_id(call_id)
+    assert len(sent) == 9 and sent.isascii() and sent.isalnum()
+
+
+def test_mistral_build_chat_request_maps_a_call_and_its_result_to_one_id() -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages = [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "y"},
+    ]
+    sent = _adapter().build_chat_request({"messages": messages, "tools": [TOOL]}).body["messages"]
+    assert sent[1]["tool_calls"] == [{**call, "id": mistral_call_id("call_1")}]
+    assert sent[2] == {"role": "tool", "tool_call_id": mistral_call_id("call_1"), "content": "y"}
+    assert call["id"] == "call_1"  # the caller's dicts are not modified
