@@ -9,12 +9,14 @@ served directly; with several, uvicorn's supervisor starts workers that each bui
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 
@@ -66,6 +68,7 @@ def run(
         "timeout_graceful_shutdown": graceful_timeout,
         "server_header": False,
         "log_level": "info",
+        "log_config": _log_config(),
     }
     if allow_unauthenticated_admin:
         _warn_unauthenticated_admin(has_keys=config.auth is not None)
@@ -80,6 +83,14 @@ def run(
     app.state.auth.allow_unauthenticated_admin = allow_unauthenticated_admin
     with _signals_end_cleanly():
         uvicorn.Server(uvicorn.Config(app, **common)).run()
+
+
+def _log_config() -> dict[str, Any]:
+    """Uvicorn's logging setup plus the ``gateway_server`` loggers (reloads, rejected config files)
+    on the same stderr handler. Passed to uvicorn, it is applied in every worker process too."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["loggers"]["gateway_server"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 @contextmanager
