@@ -77,7 +77,9 @@ def run(
         os.environ[CONFIG_ENV] = os.path.abspath(config_path)
         # The worker factory's only channel; a single process gets the flag as an attribute below.
         os.environ[ALLOW_UNAUTHENTICATED_ADMIN_ENV] = "1" if allow_unauthenticated_admin else "0"
-        uvicorn.run("gateway_server.app:create_app_from_env", factory=True, workers=workers, **common)
+        _supervise(
+            uvicorn.Config("gateway_server.app:create_app_from_env", factory=True, workers=workers, **common)
+        )
         return
     app = create_app(config, reload_interval=reload_interval or None, freeze_heap=True)
     app.state.auth.allow_unauthenticated_admin = allow_unauthenticated_admin
@@ -91,6 +93,27 @@ def _log_config() -> dict[str, Any]:
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     config["loggers"]["gateway_server"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     return config
+
+
+def _supervise(config: uvicorn.Config) -> None:
+    """Run ``config.workers`` worker processes on one listening socket, as ``uvicorn.run`` does,
+    except that the parent closes its copy of the socket as soon as shutdown begins.
+
+    Under uvicorn's own supervisor the parent keeps the socket open until every worker has drained,
+    so for up to ``graceful_timeout`` seconds the kernel completes the handshake of new connections
+    that nobody will ever accept, and resets them when the parent exits. Closed at once, the socket
+    stops listening when the last worker closes its copy (each does so first thing on SIGTERM): new
+    connections are refused, and a client or load balancer can go elsewhere straight away.
+    """
+    from uvicorn.supervisors.multiprocess import Multiprocess  # the parent of N workers only
+
+    class Supervisor(Multiprocess):
+        def terminate_all(self) -> None:  # called once, when the parent stops; forwards SIGTERM
+            for sock in self.sockets:
+                sock.close()
+            super().terminate_all()
+
+    Supervisor(config, sockets=[config.bind_socket()]).run()
 
 
 @contextmanager
