@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import logging.config
 import os
 import signal
 import sys
@@ -57,6 +58,8 @@ def run(
     if config.server.shared_state:  # Redis down: one clear error naming the URL, before any worker
         check_reachable(config.server.shared_state)
     reload_interval = float(os.environ.get(RELOAD_INTERVAL_ENV, RELOAD_INTERVAL))
+    log_config = _log_config()
+    logging.config.dictConfig(log_config)  # now, so the lines below print too; uvicorn applies it again
     common = {
         "host": host,
         "port": port,
@@ -68,7 +71,7 @@ def run(
         "timeout_graceful_shutdown": graceful_timeout,
         "server_header": False,
         "log_level": "info",
-        "log_config": _log_config(),
+        "log_config": log_config,
     }
     if allow_unauthenticated_admin:
         _warn_unauthenticated_admin(has_keys=config.auth is not None)

@@ -39,3 +39,4 @@ def test_sigterm_exits_0_within_a_few_seconds(tmp_path: Path) -> None:
     assert code == 0, f"exit code {code} after SIGTERM ({process.launcher}):\n{process.output}"
     assert seconds < 5, f"took {seconds:.1f}s to exit after SIGTERM"
     assert "Traceback" not in process.output, process.output
+    assert f"serving 1 route(s) from {config}" in process.output  # the runner's own line is printed
