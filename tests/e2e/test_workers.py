@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +93,17 @@ def _exited(pid: int) -> bool:
 
 
 # ---------------------------------------------------------------- requests on fresh connections
+
+
+@contextmanager
+def _paused(pid: int) -> Iterator[None]:
+    """Stop a worker (SIGSTOP) for a moment. Which worker accepts a new connection is the kernel's
+    choice and often the same one many times in a row; with one stopped, the other must."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 def _post(gateway: GatewayProcess, route: str, body: dict[str, object]) -> tuple[int, int]:
@@ -201,10 +213,11 @@ def test_sigterm_drains_both_workers_refuses_new_connections_and_exits_0(
     ]
     fake_openai.wait_for_requests(len(calls))
     owners = {_owner(gateway, call.client_port) for call in calls}
-    while len(owners) < 2 and len(calls) < 16:
-        call = InFlight(CHAT).start(gateway.port)
-        calls.append(call)
-        fake_openai.wait_for_requests(len(calls))
+    if len(owners) == 1:  # the kernel gave every connection to one worker: the other takes the next
+        with _paused(next(iter(owners))):
+            call = InFlight(CHAT).start(gateway.port)
+            calls.append(call)
+            fake_openai.wait_for_requests(len(calls))
         owners.add(_owner(gateway, call.client_port))
     assert len(owners) == 2, f"every connection went to worker {owners}"
 
@@ -241,14 +254,12 @@ def test_config_rewrite_reaches_both_workers(
     gateway, config = workers_gateway
 
     # Both workers seen serving the existing route, and neither knows the new one yet.
-    workers: set[int] = set()
-    for _ in range(100):
-        worker, status = _post(gateway, "chat", CHAT)
-        assert status == 200
-        workers.add(worker)
-        if len(workers) == 2:
-            break
-    assert len(workers) == 2, f"100 new connections all went to worker {workers}"
+    first, status = _post(gateway, "chat", CHAT)
+    assert status == 200
+    with _paused(first):  # the next connection can only go to the other worker
+        second, status = _post(gateway, "chat", CHAT)
+    assert status == 200 and second != first, (first, second)
+    workers = {first, second}
     assert _post(gateway, "added", CHAT)[1] == 404
 
     config.write_text(_config(fake_openai, with_added_route=True), encoding="utf-8")
