@@ -96,7 +96,7 @@ def test_stream_events_are_not_held_back(server: ServerThread) -> None:
         first = time.monotonic() - started
         _read_until(sock, b"data: 1")
         second = time.monotonic() - started
-        assert first < 0.15 and 0.15 < second < 0.6  # each event leaves in its own loop turn
+        assert second - first > 0.1  # the first event was not held back until the next one (0.2 s later)
 
 
 def test_a_large_body_arrives_whole(server: ServerThread) -> None:
