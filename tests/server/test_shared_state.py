@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -169,19 +170,20 @@ def shared_app(redis_url: str, tmp_path: Path) -> Iterator[httpx.Client]:
     assert path.read_text(encoding="utf-8") == _config(redis_url)  # Redis holds the changes, not the file
 
 
+def _openai_route(api_key: str) -> dict[str, Any]:
+    """A route-create body for an OpenAI chat route named 'gpt'."""
+    return {
+        "name": "gpt",
+        "route_type": "llm/v1/chat",
+        "model": {"name": "gpt-4o-mini", "provider": "openai", "config": {"openai_api_key": api_key}},
+    }
+
+
 def test_created_route_is_stored_as_given(
     shared_app: httpx.Client, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SHARED_TEST_OPENAI_KEY", "sk-SENTINEL-shared-1")
-    body = {
-        "name": "gpt",
-        "route_type": "llm/v1/chat",
-        "model": {
-            "name": "gpt-4o-mini",
-            "provider": "openai",
-            "config": {"openai_api_key": "$SHARED_TEST_OPENAI_KEY"},
-        },
-    }
+    body = _openai_route("$SHARED_TEST_OPENAI_KEY")
     assert shared_app.post(ROUTES, json=body).status_code == 200
     assert shared_app.get(f"{ROUTES}gpt").status_code == 200  # served here at once
     store = redis.Redis.from_url(redis_url)
@@ -191,15 +193,7 @@ def test_created_route_is_stored_as_given(
 
 
 def test_literal_secret_is_refused_with_shared_state(shared_app: httpx.Client, redis_url: str) -> None:
-    body = {
-        "name": "gpt",
-        "route_type": "llm/v1/chat",
-        "model": {
-            "name": "gpt-4o-mini",
-            "provider": "openai",
-            "config": {"openai_api_key": "sk-SENTINEL-literal"},
-        },
-    }
+    body = _openai_route("sk-SENTINEL-literal")
     response = shared_app.post(ROUTES, json=body)
     assert response.status_code == 400
     assert "$ENV reference" in response.json()["error"]["message"]
