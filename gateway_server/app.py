@@ -24,8 +24,8 @@ from gateway_server.api.invocations import handle_invocation, match_invocation
 from gateway_server.app_state import GatewayState
 from gateway_server.auth import ALLOW_UNAUTHENTICATED_ADMIN_ENV
 from gateway_server.config import GatewayConfig, load_config
-from gateway_server.providers._http import ConnectionPool, UpstreamClient
 from gateway_server.reload import RELOAD_INTERVAL, watch_config
+from gateway_server.upstream.client import ConnectionPool, UpstreamClient
 
 __all__ = [
     "CONFIG_ENV",

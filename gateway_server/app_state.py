@@ -9,9 +9,9 @@ from gateway_server.auth import KeyTable
 from gateway_server.config import GatewayConfig
 from gateway_server.limits import RateLimiter
 from gateway_server.metrics import Metrics
-from gateway_server.providers._http import UpstreamClient
 from gateway_server.registry import InMemoryRegistry, RouteRegistry
 from gateway_server.shared import SharedState
+from gateway_server.upstream.client import UpstreamClient
 
 __all__ = ["GatewayState"]
 

@@ -4,7 +4,7 @@ An adapter is built once per configured model, at config-load time, so URLs and 
 computed once and not on every request. Its methods are pure: they take the standard request
 (OpenAI-shaped dict, already validated) and return an :class:`UpstreamRequest`, or take the
 upstream's decoded JSON body and return the standard response (OpenAI-shaped dict). No network,
-no clock, no globals: ``providers/_http.py`` does the I/O and the dispatcher fills ``id``/``created``
+no clock, no globals: ``upstream/client.py`` does the I/O and the dispatcher fills ``id``/``created``
 when a provider's answer lacks them.
 
 Standard shapes (what ``parse_*`` return):
@@ -56,7 +56,7 @@ class ProviderConfig(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class UpstreamRequest:
-    """One HTTP call to the upstream: everything ``_http.py`` needs and nothing else."""
+    """One HTTP call to the upstream: everything ``upstream/client.py`` needs and nothing else."""
 
     url: str
     headers: Mapping[str, str]

@@ -1,6 +1,6 @@
 """Pure pieces of streaming: the upstream event decoder and the standard chunk builders.
 
-``_http.py`` feeds upstream bytes to an adapter's decoder (``Adapter.stream_decoder()``, SSE by
+``upstream/client.py`` feeds upstream bytes to an adapter's decoder (``Adapter.stream_decoder()``, SSE by
 default), hands each decoded :class:`StreamEvent` to ``Adapter.parse_stream_event`` and forwards
 the standard chunks it returns. Standard chunks are OpenAI's:
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from gateway_server.providers import Adapter
-from gateway_server.providers._http import ConnectionPool, UpstreamClient
 from gateway_server.routes import RouteType
 from gateway_server.testing.fake_upstreams import FakeUpstream
+from gateway_server.upstream.client import ConnectionPool, UpstreamClient
 
 
 async def _with_client(action: Any) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from gateway_server.providers._http1 import ConnectError, ConnectionBroken, ConnectionPool, UnsendableRequest
+from gateway_server.upstream.pool import ConnectError, ConnectionBroken, ConnectionPool, UnsendableRequest
 
 Answer = Callable[[bytes], bytes | None]  # request bytes -> raw answer (None: close without one)
 

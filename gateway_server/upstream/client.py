@@ -1,6 +1,6 @@
 """The only network code of the providers: one connection pool, failures classified.
 
-The pool is :mod:`gateway_server.providers._http1`, a small HTTP/1.1 client made for this hot path
+The pool is :mod:`gateway_server.upstream.pool`, a small HTTP/1.1 client made for this hot path
 (why not aiohttp or httpx, with figures: its docstring and docs/performance.md). It is created once
 by the app's lifespan and shared by every route; adapters never see it.
 """
@@ -20,16 +20,16 @@ from gateway_server.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
-from gateway_server.providers._http1 import (
+from gateway_server.providers.base import Adapter, UpstreamRequest
+from gateway_server.routes import RouteType
+from gateway_server.secrets import redact
+from gateway_server.upstream.pool import (
     ConnectError,
     ConnectionBroken,
     ConnectionPool,
     Headers,
     UnsendableRequest,
 )
-from gateway_server.providers.base import Adapter, UpstreamRequest
-from gateway_server.routes import RouteType
-from gateway_server.secrets import redact
 
 __all__ = ["ConnectionPool", "UpstreamClient", "parse_retry_after"]
 

@@ -37,7 +37,7 @@ connection.
 
 Errors: :class:`ConnectError` (could not connect: DNS, refused, TLS handshake) and
 :class:`ConnectionBroken` (closed or garbled before the answer was complete), both ``OSError``
-subclasses, and :class:`UnsendableRequest`; :mod:`gateway_server.providers._http` turns them into
+subclasses, and :class:`UnsendableRequest`; :mod:`gateway_server.upstream.client` turns them into
 the gateway's own errors.
 """
 
