@@ -1,0 +1,294 @@
+"""The config's pydantic models: routes (or MLflow 2.9+ ``endpoints``), optional ``auth:`` and ``server:``.
+
+Strict where MLflow is lax: unknown keys are errors (with a "did you mean"). Reading a file and
+turning pydantic's errors into located ones (file, line, route, field) is
+:mod:`gateway_server.config.loader`'s job; ``gateway_server.config`` re-exports both.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections import Counter
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+
+from gateway_server.errors import ConfigIssue
+from gateway_server.providers import PROVIDERS, ProviderConfig, get_adapter_class, normalize_provider_name
+from gateway_server.routes import ROUTE_NAME_PATTERN, Limit, ModelInfo, Route, RouteType
+from gateway_server.secrets import Secret
+
+__all__ = [
+    "QUERY_SUFFIX",
+    "ROUTE_BASE",
+    "AuthConfig",
+    "AuthKeyConfig",
+    "GatewayConfig",
+    "LimitConfig",
+    "Model",
+    "RetryConfig",
+    "RouteConfig",
+    "ServerConfig",
+    "WeightedModel",
+]
+
+ROUTE_BASE = "/gateway/"
+QUERY_SUFFIX = "/invocations"
+
+# Appended to the duplicate-names error, so the loader can tell it was already reported per route.
+_DUPLICATES_SEEN = " (each route name must appear once)"
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{match[0]}'?" if match else ""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- models
+
+
+def _validate_provider_config(provider: str, config: Any) -> ProviderConfig:
+    adapter = get_adapter_class(provider)
+    assert adapter is not None  # the provider validator ran first
+    if isinstance(config, adapter.config_model):
+        return config
+    return adapter.config_model.model_validate(config if config is not None else {})
+
+
+class Model(_Strict):
+    """``model:``: the provider, the upstream model name, and the provider's own config."""
+
+    provider: str
+    name: str | None = None
+    config: ProviderConfig | None = None
+
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _known_provider(cls, value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError("must be a provider name")
+        adapter = get_adapter_class(value)
+        if adapter is None:
+            hint = _did_you_mean(normalize_provider_name(value), PROVIDERS)
+            known = "" if hint else f" (known providers: {', '.join(sorted(PROVIDERS))})"
+            raise ValueError(f"unknown provider '{value}'{hint}{known}")
+        return adapter.name
+
+    @model_validator(mode="after")
+    def _typed_config(self) -> Model:
+        # Programmatic use (Model(provider=..., config={...})); the file loader validates configs
+        # beforehand so that their errors point at the exact field.
+        if not isinstance(self.config, get_adapter_class(self.provider).config_model):  # type: ignore[union-attr]
+            raw = self.config.model_dump() if isinstance(self.config, ProviderConfig) else self.config
+            object.__setattr__(self, "config", _validate_provider_config(self.provider, raw))
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _config_dict(cls, data: Any) -> Any:
+        # Keep a raw dict for config until the provider is known (see _typed_config).
+        if isinstance(data, dict) and isinstance(data.get("config"), dict):
+            provider = data.get("provider")
+            adapter = get_adapter_class(provider) if isinstance(provider, str) else None
+            if adapter is not None:
+                data = {**data, "config": adapter.config_model.model_validate(data["config"])}
+        return data
+
+    def to_info(self) -> ModelInfo:
+        return ModelInfo(name=self.name, provider=self.provider)
+
+
+class WeightedModel(Model):
+    """An entry of ``models:`` (traffic split)."""
+
+    weight: float = Field(default=1.0, gt=0)
+
+
+_PERIOD = re.compile(r"^\s*(\d+)?\s*(second|minute|hour|day)s?\s*$")
+_PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+class LimitConfig(_Strict):
+    """MLflow's ``limit: {calls, renewal_period}`` plus ``key``: what the calls are counted per."""
+
+    calls: int = Field(gt=0)
+    renewal_period: str
+    key: Literal["route", "client_ip", "api_key"] = "route"
+
+    @field_validator("renewal_period")
+    @classmethod
+    def _period(cls, value: str) -> str:
+        if not _PERIOD.match(value):
+            raise ValueError("must be second, minute, hour or day, optionally with a count ('5 minutes')")
+        return value.strip()
+
+    @property
+    def period_seconds(self) -> int:
+        match = _PERIOD.match(self.renewal_period)
+        assert match is not None
+        return int(match.group(1) or 1) * _PERIOD_SECONDS[match.group(2)]
+
+
+class RetryConfig(_Strict):
+    attempts: int = Field(default=1, ge=1, le=10)
+    backoff: float = Field(default=0.5, ge=0, le=60)
+
+
+class RouteConfig(_Strict):
+    """One entry of ``routes:`` / ``endpoints:``."""
+
+    name: str
+    route_type: RouteType
+    model: Model | None = None
+    models: list[WeightedModel] | None = None
+    fallbacks: list[Model] = Field(default_factory=list)
+    retry: RetryConfig | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    limit: LimitConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _endpoint_spelling(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "endpoint_type" in data:
+            if "route_type" in data:
+                raise ValueError("give either route_type or endpoint_type, not both")
+            data = {("route_type" if k == "endpoint_type" else k): v for k, v in data.items()}
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not ROUTE_NAME_PATTERN.fullmatch(value):
+            raise ValueError(
+                f"'{value}' is not a valid route name: use letters, digits, '_', '-' and '.' only"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_model_form(self) -> RouteConfig:
+        if (self.model is None) == (self.models is None):
+            raise ValueError("give exactly one of 'model' (one model) or 'models' (a weighted traffic split)")
+        if self.models is not None and not self.models:
+            raise ValueError("'models' must list at least one model")
+        return self
+
+    @property
+    def primary_models(self) -> list[Model]:
+        return [self.model] if self.model is not None else list(self.models or [])
+
+    @property
+    def all_models(self) -> list[Model]:
+        return self.primary_models + list(self.fallbacks)
+
+    def secrets(self) -> tuple[Secret, ...]:
+        return tuple(secret for model in self.all_models if model.config for secret in model.config.secrets())
+
+    def to_route(self) -> Route:
+        first = self.primary_models[0]
+        limit = None
+        if self.limit is not None:
+            limit = Limit(
+                calls=self.limit.calls, renewal_period=self.limit.renewal_period, key=self.limit.key
+            )
+        return Route(
+            name=self.name,
+            route_type=self.route_type,
+            model=first.to_info(),
+            route_url=f"{ROUTE_BASE}{self.name}{QUERY_SUFFIX}",
+            limit=limit,
+        )
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class AuthKeyConfig(_Strict):
+    name: str
+    key: Secret | None = None
+    key_sha256: str | None = None
+    scopes: list[Literal["query", "admin"]] = Field(default_factory=lambda: ["query"])
+
+    @field_validator("key_sha256")
+    @classmethod
+    def _hash(cls, value: str | None) -> str | None:
+        if value is not None and not _SHA256.match(value.lower()):
+            raise ValueError("must be the 64 hex digits of a sha256 hash (sha256sum of the key)")
+        return value.lower() if value else value
+
+    @model_validator(mode="after")
+    def _one_form(self) -> AuthKeyConfig:
+        if (self.key is None) == (self.key_sha256 is None):
+            raise ValueError("give exactly one of 'key' ($ENV, file or literal) or 'key_sha256'")
+        return self
+
+
+class AuthConfig(_Strict):
+    keys: list[AuthKeyConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> AuthConfig:
+        names = [key.name for key in self.keys]
+        duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
+        if duplicates:
+            raise ValueError(f"key names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+
+class ServerConfig(_Strict):
+    shared_state: str | None = None
+    max_request_bytes: int = Field(default=1024 * 1024, gt=0)
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("shared_state")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// (or rediss://, unix://) URL")
+        return value
+
+
+class GatewayConfig(_Strict):
+    routes: list[RouteConfig]
+    auth: AuthConfig | None = None
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    _warnings: list[ConfigIssue] = PrivateAttr(default_factory=list)
+    _path: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _endpoints_spelling(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "endpoints" in data:
+            if "routes" in data:
+                raise ValueError("give either 'routes' or 'endpoints' (the MLflow 2.9+ spelling), not both")
+            data = {("routes" if k == "endpoints" else k): v for k, v in data.items()}
+        return data
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> GatewayConfig:
+        names = [route.name for route in self.routes]
+        duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
+        if duplicates:
+            raise ValueError(
+                f"route names must be unique; repeated: {', '.join(duplicates)}{_DUPLICATES_SEEN}"
+            )
+        return self
+
+    @property
+    def warnings(self) -> list[ConfigIssue]:
+        return self._warnings
+
+    @property
+    def path(self) -> str | None:
+        return self._path
