@@ -13,11 +13,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gateway_server.breaker import BreakerBoard
 from gateway_server.config import GatewayConfig, RouteConfig
 from gateway_server.errors import RouteExistsError, RouteNotFoundError
 from gateway_server.limits import RouteLimit
 from gateway_server.providers import Adapter
-from gateway_server.reliability import DEFAULT_TIMEOUT_SECONDS, BreakerBoard, Plan, build_plan
+from gateway_server.reliability import DEFAULT_TIMEOUT_SECONDS, Plan, build_plan
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
 

@@ -1,4 +1,4 @@
-"""The pure half of reliability.py: classification, next step, backoff, breaker, split, deadline."""
+"""The pure half of reliability.py (and breaker.py): classification, next step, backoff, breaker, split, deadline."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from gateway_server.breaker import BreakerBoard, CircuitBreaker, upstream_key
 from gateway_server.config import parse_config
 from gateway_server.errors import (
     InvalidRequestError,
@@ -17,8 +18,6 @@ from gateway_server.errors import (
 )
 from gateway_server.reliability import (
     Action,
-    BreakerBoard,
-    CircuitBreaker,
     Deadline,
     Kind,
     RetryPolicy,
@@ -27,7 +26,6 @@ from gateway_server.reliability import (
     classify,
     model_unavailable,
     next_step,
-    upstream_key,
 )
 
 
