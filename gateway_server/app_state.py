@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from gateway_server.auth import KeyTable
 from gateway_server.config import GatewayConfig
 from gateway_server.limits import RateLimiter
+from gateway_server.limits_redis import RedisWindows
 from gateway_server.metrics import Metrics
 from gateway_server.registry import InMemoryRegistry, RouteRegistry
 from gateway_server.shared import SharedState
@@ -40,6 +41,6 @@ class GatewayState:
             registry=InMemoryRegistry(config.routes),
             max_request_bytes=config.server.max_request_bytes,
             auth=KeyTable.from_config(config.auth),
-            limiter=RateLimiter(shared=shared),
+            limiter=RateLimiter(RedisWindows(shared) if shared is not None else None),
             shared=shared,
         )

@@ -1,7 +1,7 @@
 """Shared state through Redis (``server.shared_state``): rate-limit counters and run-time routes.
 
 Every process of a deployment (``--workers N``, and every replica) that names the same Redis URL
-counts rate limits in it (``limits.py`` uses :attr:`SharedState.pool`) and sees the routes created
+counts rate limits in it (``limits_redis.py`` uses :attr:`SharedState.pool`) and sees the routes created
 and deleted through any of them. The design and its consistency rules are in docs/scale-out.md:
 
 - the config file is the *base* table, the same for every process; Redis holds an *overlay* of

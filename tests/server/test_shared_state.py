@@ -20,6 +20,7 @@ from gateway_server.app import create_app
 from gateway_server.config import load_config, parse_config, parse_route
 from gateway_server.errors import SharedStateUnavailableError
 from gateway_server.limits import RateLimiter, RouteLimit, check_workers
+from gateway_server.limits_redis import RedisWindows
 from gateway_server.shared import RouteOverlay, SharedState, check_reachable, redacted_url
 from gateway_server.testing import serve_in_thread
 
@@ -56,7 +57,7 @@ def test_shared_limiters_count_together(redis_url: str) -> None:
 
     async def scenario() -> list[bool]:
         first, second = SharedState(redis_url), SharedState(redis_url)  # two processes' worth
-        a, b = RateLimiter(shared=first), RateLimiter(shared=second)
+        a, b = RateLimiter(RedisWindows(first)), RateLimiter(RedisWindows(second))
         try:
             decisions = [await limiter.hit(limit, "*") for limiter in (a, b, a, b, a)]
         finally:
@@ -73,12 +74,12 @@ def test_one_trip_hit_agrees_with_the_limits_package(redis_url: str) -> None:
 
     async def scenario() -> None:
         shared = SharedState(redis_url)
-        limiter = RateLimiter(shared=shared)
+        limiter = RateLimiter(RedisWindows(shared))
         try:
             ours = [await limiter.hit(limit, "10.0.0.1") for _ in range(2)]
             assert [(d.allowed, d.remaining) for d in ours] == [(True, 3), (True, 2)]
             assert 3590 < ours[-1].reset_after <= 3600
-            package = limiter._limiter  # the limits strategy on the same storage
+            package = limiter.store._limiter  # type: ignore[union-attr]  # the limits strategy on the same storage
             assert await package.hit(limit.item, "chat", "10.0.0.1")  # the package's own path: 3rd
             stats = await package.get_window_stats(limit.item, "chat", "10.0.0.1")
             assert stats.remaining == 1
@@ -101,7 +102,7 @@ def test_limiter_answers_503_at_once_when_redis_is_down(closed_port: int) -> Non
         shared = SharedState(url)
         try:
             with pytest.raises(SharedStateUnavailableError) as caught:
-                await RateLimiter(shared=shared).hit(limit, "*")
+                await RateLimiter(RedisWindows(shared)).hit(limit, "*")
         finally:
             await shared.close()
         return caught.value

@@ -8,7 +8,8 @@ import textwrap
 
 import pytest
 
-from gateway_server.limits import MemoryWindows, RouteLimit, window_decision
+from gateway_server.limits import MemoryWindows, RouteLimit
+from gateway_server.limits_redis import window_decision
 
 
 class Clock:
