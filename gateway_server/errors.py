@@ -4,39 +4,53 @@
 
     GatewayError                        root; .message, .status_code, .to_payload()
     ├── ConfigError                     .issues: every problem of one config at once
-    │   └── SecretNotFoundError         a $ENV reference is unset (names the variable, never a value)
+    │   └── SecretNotFoundError         .variable: a $ENV reference is unset (never a value)
     ├── ClientRequestError (4xx)        the caller can fix it
-    │   ├── InvalidRequestError         400; names the parameter and the allowed form
+    │   ├── InvalidRequestError         400; .param names the parameter
     │   ├── AuthenticationError         401; no or wrong gateway key
     │   ├── PermissionDeniedError       403; the key lacks the scope
-    │   ├── RouteNotFoundError          404; names the route
+    │   ├── RouteNotFoundError          404; .name of the route
     │   ├── MethodNotAllowedError       405
-    │   ├── RouteExistsError            409
+    │   ├── RouteExistsError            409; .name of the route
+    │   ├── ConfigNotPersistableError   409; a route change that could not be saved
     │   ├── PayloadTooLargeError        413
     │   └── RateLimitError              429; .retry_after
-    ├── UnsupportedRouteTypeError       501; provider x route type combination not offered
+    ├── UnsupportedRouteTypeError       501; .provider x .route_type not offered
     ├── SharedStateUnavailableError     503; the shared Redis (server.shared_state) did not answer
-    └── UpstreamError                   .provider, .upstream_status, .reason (never holds a secret)
-        ├── UpstreamStatusError         status via ONE table (``upstream_status_to_gateway``)
-        ├── UpstreamTimeoutError        504
-        ├── UpstreamConnectionError     502
-        └── UpstreamProtocolError       502 (not JSON, or not the documented shape)
+    ├── UpstreamError                   .provider, .upstream_status, .reason (never holds a secret)
+    │   ├── UpstreamStatusError         status via ONE table (``upstream_status_to_gateway``)
+    │   ├── UpstreamTimeoutError        504
+    │   ├── UpstreamConnectionError     502
+    │   ├── UpstreamProtocolError       502 (not JSON, or not the documented shape)
+    │   └── CircuitOpenError            503; every model of the route is paused (circuit open)
+    ├── GatewayUriError                 client side: no usable gateway URI was given
+    └── GatewayUnreachableError         client side: no HTTP answer from the gateway at all
+        └── GatewayTimeoutError         client side: this client's own timeout expired
 
 Nothing here imports a web framework: the server renders these once (``api/errors.py``), the
-client rebuilds them from the JSON envelope (``error_from_payload``), the CLI maps them to exit codes.
+client rebuilds them from the JSON envelope (``gatewayctl._envelope``), the CLI maps them to exit
+codes. The envelope carries each class's own fields (``param``, ``route``, ``provider``,
+``upstream_status``, ``reason``, ``issues``, ...) next to ``message``, ``type`` and ``code``, so
+the client rebuilds an error with its real constructor and every documented attribute is there.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 __all__ = [
     "AuthenticationError",
+    "CircuitOpenError",
     "ClientRequestError",
     "ConfigError",
     "ConfigIssue",
+    "ConfigNotPersistableError",
     "GatewayError",
+    "GatewayTimeoutError",
+    "GatewayUnreachableError",
+    "GatewayUriError",
     "InvalidRequestError",
     "MethodNotAllowedError",
     "PayloadTooLargeError",
@@ -52,9 +66,10 @@ __all__ = [
     "UpstreamProtocolError",
     "UpstreamStatusError",
     "UpstreamTimeoutError",
-    "error_from_payload",
     "upstream_status_to_gateway",
 ]
+
+Fields = dict[str, Any]
 
 
 class GatewayError(Exception):
@@ -76,15 +91,45 @@ class GatewayError(Exception):
             return {}
         return {"Retry-After": str(max(1, round(self.retry_after)))}
 
+    def fields(self) -> Fields:
+        """This class's own attributes, carried in the envelope (``None`` values are left out)."""
+        return {}
+
     def to_payload(self) -> dict[str, Any]:
         """The one JSON envelope: OpenAI-style ``error`` plus ``detail`` for MLflow clients."""
-        return {
-            "error": {"message": self.message, "type": self.error_type, "code": self.status_code},
-            "detail": self.message,
-        }
+        error: dict[str, Any] = {"message": self.message, "type": self.error_type, "code": self.status_code}
+        for key, value in self.fields().items():
+            if value is not None:
+                error[key] = value
+        return {"error": error, "detail": self.message}
+
+    @classmethod
+    def from_fields(cls, message: str, fields: Fields) -> GatewayError:
+        """Rebuild from an envelope with the real constructor (the client's side of ``fields``)."""
+        return cls(message)
 
     def __str__(self) -> str:
         return self.message
+
+    def __reduce__(self) -> Any:  # pickles (multiprocessing, caches) keep every attribute
+        return (_unpickle, (type(self), self.message, self.__dict__))
+
+
+def _unpickle(cls: type[GatewayError], message: str, state: dict[str, Any]) -> GatewayError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+def _str(fields: Fields, key: str) -> str | None:
+    value = fields.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _int(fields: Fields, key: str) -> int | None:
+    value = fields.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 # ---------------------------------------------------------------- config
@@ -122,6 +167,18 @@ class ConfigIssue:
             "message": self.message,
         }
 
+    @classmethod
+    def from_dict(cls, data: Any) -> ConfigIssue:
+        if not isinstance(data, dict):
+            return cls(str(data))
+        return cls(
+            message=str(data.get("message", "")),
+            path=_str(data, "path"),
+            line=_int(data, "line"),
+            route=_str(data, "route"),
+            field=_str(data, "field"),
+        )
+
 
 class ConfigError(GatewayError):
     """A config (file, or a route given to create_route) is invalid; lists every problem."""
@@ -139,6 +196,16 @@ class ConfigError(GatewayError):
         self.field = first.field if first else None
         super().__init__("\n".join(str(issue) for issue in issues) or "invalid configuration")
 
+    def fields(self) -> Fields:
+        return {"issues": [issue.to_dict() for issue in self.issues]}
+
+    @classmethod
+    def from_fields(cls, message: str, fields: Fields) -> GatewayError:
+        raw = fields.get("issues")
+        if isinstance(raw, list) and raw:
+            return cls([ConfigIssue.from_dict(item) for item in raw])
+        return cls([ConfigIssue(line) for line in message.splitlines() or [message]])
+
 
 class SecretNotFoundError(ConfigError):
     """A ``$VAR`` secret reference names an environment variable that is not set."""
@@ -146,6 +213,13 @@ class SecretNotFoundError(ConfigError):
     def __init__(self, variable: str) -> None:
         self.variable = variable
         super().__init__(f"environment variable '{variable}' is not set")
+
+    def fields(self) -> Fields:
+        return {**super().fields(), "variable": self.variable}
+
+    @classmethod
+    def from_fields(cls, message: str, fields: Fields) -> GatewayError:
+        return cls(_str(fields, "variable") or "")
 
 
 # ---------------------------------------------------------------- caller errors
@@ -163,6 +237,13 @@ class InvalidRequestError(ClientRequestError):
         super().__init__(message, status_code=status_code)
         self.param = param
 
+    def fields(self) -> Fields:
+        return {"param": self.param}
+
+    @classmethod
+    def from_fields(cls, message: str, fields: Fields) -> GatewayError:
+        return cls(message, param=_str(fields, "param"))
+
 
 class AuthenticationError(ClientRequestError):
     status_code = 401
@@ -177,6 +258,18 @@ class PermissionDeniedError(ClientRequestError):
     error_type = "permission_denied"
 
 
+# MLflow's words for an unknown or existing route, so a name is recovered from MLflow servers too.
+_NAMED = re.compile(r"(?:route|endpoint) (?:named )?'(?P<name>[^']*)'")
+
+
+def _name_from(message: str, fields: Fields) -> str:
+    name = _str(fields, "route")
+    if name is None:
+        match = _NAMED.search(message)
+        name = match.group("name") if match else ""
+    return name
+
+
 class RouteNotFoundError(ClientRequestError):
     status_code = 404
     error_type = "not_found_error"
@@ -186,6 +279,13 @@ class RouteNotFoundError(ClientRequestError):
         super().__init__(
             f"The {noun} '{name}' is not present or active on the server. Please verify the {noun} name."
         )
+
+    def fields(self) -> Fields:
+        return {"route": self.name}
+
+    @classmethod
+    def from_fields(cls, message: str, fields: Fields) -> GatewayError:
+        return cls(_name_from(message, fields))
 
 
 class MethodNotAllowedError(ClientRequestError):
@@ -200,6 +300,28 @@ class RouteExistsError(ClientRequestError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"A route named '{name}' already exists; delete it first or choose another name.")
+
+    def fields(self) -> Fields:
+        return {"route": self.name}
+
+    @classmethod
+    def from_fields(cls, message: str, fields: Fields) -> GatewayError:
+        return cls(_name_from(message, fields))
+
+
+class ConfigNotPersistableError(ClientRequestError):
+    """Route changes are refused because they could not be saved (the app has no config file)."""
+
+    status_code = 409
+    error_type = "config_not_persistable"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "Route changes cannot be persisted: this gateway was started from a config without a "
+            "file path, so a created or deleted route would be lost on restart. Start it from a "
+            "config file (gatewayctl serve CONFIG) to change routes at run time."
+        )
 
 
 class PayloadTooLargeError(ClientRequestError):
@@ -230,6 +352,13 @@ class UnsupportedRouteTypeError(GatewayError):
             f"The {kind} route is not implemented for {provider} models "
             f"(provider '{provider}' does not offer route type '{route_type}')."
         )
+
+    def fields(self) -> Fields:
+        return {"provider": self.provider, "route_type": self.route_type}
+
+    @classmethod
+    def from_fields(cls, message: str, fields: Fields) -> GatewayError:
+        return cls(_str(fields, "provider") or "", _str(fields, "route_type") or "")
 
 
 class SharedStateUnavailableError(GatewayError):
@@ -283,6 +412,18 @@ class UpstreamError(GatewayError):
         self.reason = reason
         self.retry_after = retry_after
 
+    def fields(self) -> Fields:
+        return {"provider": self.provider, "upstream_status": self.upstream_status, "reason": self.reason}
+
+    @classmethod
+    def from_fields(cls, message: str, fields: Fields) -> GatewayError:
+        return cls(
+            message,
+            provider=_str(fields, "provider"),
+            upstream_status=_int(fields, "upstream_status"),
+            reason=_str(fields, "reason"),
+        )
+
 
 class UpstreamStatusError(UpstreamError):
     """The upstream answered with a non-2xx status; ``reason`` is the provider's own message."""
@@ -307,6 +448,15 @@ class UpstreamStatusError(UpstreamError):
             retry_after=retry_after,
         )
 
+    @classmethod
+    def from_fields(cls, message: str, fields: Fields) -> GatewayError:
+        # A server that did not send the fields (an older gateway) still gives the three attributes.
+        return cls(
+            provider=_str(fields, "provider") or "",
+            upstream_status=_int(fields, "upstream_status") or 0,
+            reason=_str(fields, "reason") or message,
+        )
+
 
 class UpstreamTimeoutError(UpstreamError):
     status_code = 504
@@ -323,68 +473,34 @@ class UpstreamProtocolError(UpstreamError):
     error_type = "upstream_protocol_error"
 
 
-# ---------------------------------------------------------------- envelope -> class (client side)
+class CircuitOpenError(UpstreamError):
+    """Every model of the route is behind an open circuit: answered at once, nothing is called."""
 
-_BY_STATUS: dict[int, type[GatewayError]] = {
-    400: InvalidRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: RouteNotFoundError,
-    405: MethodNotAllowedError,
-    409: RouteExistsError,
-    413: PayloadTooLargeError,
-    422: InvalidRequestError,
-    429: RateLimitError,
-    501: UnsupportedRouteTypeError,
-    502: UpstreamError,
-    503: UpstreamError,
-    504: UpstreamTimeoutError,
-}
-
-_BY_TYPE: dict[str, type[GatewayError]] = {
-    cls.error_type: cls
-    for cls in (
-        ConfigError,
-        SharedStateUnavailableError,
-        UpstreamStatusError,
-        UpstreamConnectionError,
-        UpstreamProtocolError,
-        UpstreamTimeoutError,
-    )
-}
+    status_code = 503
+    error_type = "upstream_unavailable"
 
 
-def _message_of(payload: Any) -> str:
-    if isinstance(payload, dict):
-        error = payload.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return error["message"]
-        if isinstance(error, str):
-            return error
-        detail = payload.get("detail")
-        if isinstance(detail, str):
-            return detail
-        if detail is not None:
-            return str(detail)
-    return str(payload)
+# ---------------------------------------------------------------- client side (no HTTP answer)
 
 
-def error_from_payload(status_code: int, payload: Any, headers: dict[str, str] | None = None) -> GatewayError:
-    """Rebuild a typed error from a gateway's error response (used by the client)."""
-    message = _message_of(payload)
-    error_type = ""
-    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
-        error_type = str(payload["error"].get("type") or "")
-    cls = _BY_TYPE.get(error_type) or _BY_STATUS.get(status_code)
-    if cls is None:
-        cls = ClientRequestError if 400 <= status_code < 500 else GatewayError
-    error = GatewayError.__new__(cls)
-    GatewayError.__init__(error, message, status_code=status_code)
-    retry_after = (headers or {}).get("retry-after") or (headers or {}).get("Retry-After")
-    try:
-        error.retry_after = float(retry_after) if retry_after else None
-    except ValueError:
-        error.retry_after = None
-    if issubclass(cls, ConfigError):
-        error.issues = [ConfigIssue(line) for line in message.splitlines()]  # type: ignore[attr-defined]
-    return error
+class GatewayUriError(GatewayError):
+    """No gateway URI is set, or the one given is not a usable URI (a usage error, not a server's)."""
+
+    status_code = 400
+    error_type = "invalid_gateway_uri"
+
+
+class GatewayUnreachableError(GatewayError):
+    """No HTTP answer from the gateway: connection refused, name not resolved, connection dropped.
+
+    Deliberately not an ``UpstreamError``: those mean the *gateway* could not reach the *provider*."""
+
+    status_code = 503
+    error_type = "gateway_unreachable"
+
+
+class GatewayTimeoutError(GatewayUnreachableError):
+    """This client gave up waiting for the gateway (not HTTP 504, which is ``UpstreamTimeoutError``)."""
+
+    status_code = 504
+    error_type = "gateway_timeout"

@@ -26,23 +26,9 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.util import load_yaml_guess_indent
 
 from gateway_server.config import parse_config
-from gateway_server.errors import ClientRequestError, ConfigError, RouteExistsError, RouteNotFoundError
+from gateway_server.errors import ConfigError, ConfigNotPersistableError, RouteExistsError, RouteNotFoundError
 
 __all__ = ["ConfigNotPersistableError", "add_route", "atomic_write", "remove_route"]
-
-
-class ConfigNotPersistableError(ClientRequestError):
-    """Route changes are refused because they could not be saved (the app has no config file)."""
-
-    status_code = 409
-    error_type = "config_not_persistable"
-
-    def __init__(self) -> None:
-        super().__init__(
-            "Route changes cannot be persisted: this gateway was started from a config without a "
-            "file path, so a created or deleted route would be lost on restart. Start it from a "
-            "config file (gatewayctl serve CONFIG) to change routes at run time."
-        )
 
 
 def add_route(path: str | Path, route: Mapping[str, Any]) -> None:

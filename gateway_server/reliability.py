@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway_server.breaker import BreakerBoard, CircuitBreaker, counts_as_failure, upstream_key
 from gateway_server.errors import (
+    CircuitOpenError,
     GatewayError,
     UpstreamConnectionError,
     UpstreamError,
@@ -257,11 +258,6 @@ def build_plan(route: RouteConfig, board: BreakerBoard) -> Plan:
 # ---------------------------------------------------------------- the async loops
 
 
-class CircuitOpenError(UpstreamError):
-    """Every model of the route is behind an open circuit: answered at once, nothing is called."""
-
-    status_code = 503
-    error_type = "upstream_unavailable"
 
 
 def _deadline_error(deadline: Deadline, last: GatewayError | None, attempts: int) -> UpstreamTimeoutError:

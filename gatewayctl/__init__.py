@@ -19,9 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from gateway_server.errors import (
     AuthenticationError,
+    CircuitOpenError,
     ClientRequestError,
     ConfigError,
+    ConfigNotPersistableError,
     GatewayError,
+    GatewayTimeoutError,
+    GatewayUnreachableError,
+    GatewayUriError,
     InvalidRequestError,
     MethodNotAllowedError,
     PayloadTooLargeError,
@@ -39,8 +44,7 @@ from gateway_server.errors import (
     UpstreamTimeoutError,
 )
 from gateway_server.routes import Route, RouteType
-from gatewayctl._common import GatewayTimeoutError, GatewayUnreachableError
-from gatewayctl._uri import GatewayUriError, get_gateway_uri, set_gateway_uri
+from gatewayctl._uri import get_gateway_uri, set_gateway_uri
 from gatewayctl._version import __version__
 
 if TYPE_CHECKING:
@@ -79,8 +83,10 @@ def __dir__() -> list[str]:
 __all__ = [
     "AsyncGatewayClient",
     "AuthenticationError",
+    "CircuitOpenError",
     "ClientRequestError",
     "ConfigError",
+    "ConfigNotPersistableError",
     "GatewayClient",
     "GatewayError",
     "GatewayTimeoutError",

@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from gateway_server.errors import GatewayError, error_from_payload
+from gateway_server.errors import GatewayError
+from gatewayctl._envelope import error_from_payload
 
 __all__ = ["AsyncChunkStream", "ChunkStream", "json_body"]
 

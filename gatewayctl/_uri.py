@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from urllib.parse import urlparse
 
-from gateway_server.errors import GatewayError
+from gateway_server.errors import GatewayUriError
 
 __all__ = ["GATEWAY_URI_ENV", "GatewayUriError", "get_gateway_uri", "resolve_gateway_uri", "set_gateway_uri"]
 
@@ -26,11 +26,6 @@ _UNSET_MESSAGE = (
 _gateway_uri: str | None = None
 
 
-class GatewayUriError(GatewayError):
-    """No gateway URI is set, or the one given is not a usable URI (a usage error, not a server's)."""
-
-    status_code = 400
-    error_type = "invalid_gateway_uri"
 
 
 def _validate(uri: str) -> str:

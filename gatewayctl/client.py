@@ -35,9 +35,10 @@ from urllib.parse import quote, urlparse
 import httpx
 from pydantic import ValidationError
 
-from gateway_server.errors import GatewayError, InvalidRequestError, error_from_payload
+from gateway_server.errors import GatewayError, InvalidRequestError
 from gateway_server.routes import Route, RouteType
 from gatewayctl._common import API_KEY_ENV, DEFAULT_TIMEOUT, GatewayTimeoutError, GatewayUnreachableError
+from gatewayctl._envelope import error_from_payload
 from gatewayctl._stream import AsyncChunkStream, ChunkStream, json_body
 from gatewayctl._uri import GatewayUriError, resolve_gateway_uri
 from gatewayctl._version import __version__

@@ -11,8 +11,10 @@ import gatewayctl
 PUBLIC_NAMES = [
     "AsyncGatewayClient",
     "AuthenticationError",
+    "CircuitOpenError",
     "ClientRequestError",
     "ConfigError",
+    "ConfigNotPersistableError",
     "GatewayClient",
     "GatewayError",
     "GatewayTimeoutError",
@@ -68,6 +70,28 @@ def test_every_server_error_class_is_reexported_as_the_same_object() -> None:
     assert server_errors  # the tree is not empty
     for name in server_errors:
         assert getattr(gatewayctl, name) is getattr(gateway_server.errors, name), name
+
+
+def test_every_error_class_of_the_package_is_in_the_one_tree() -> None:
+    # Every GatewayError subclass that gateway_server or gatewayctl defines lives in errors.py.
+    import importlib
+    import pkgutil
+
+    import gateway_server
+
+    defined = set()
+    for package in (gateway_server, gatewayctl):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if ".testing" in info.name or info.name.endswith("__main__"):
+                continue
+            module = importlib.import_module(info.name)
+            for value in vars(module).values():
+                if isinstance(value, type) and issubclass(value, gateway_server.errors.GatewayError):
+                    defined.add((value.__module__, value.__name__))
+    assert {module for module, _ in defined} == {"gateway_server.errors"}, sorted(defined)
+    tree = gateway_server.errors.__doc__ or ""
+    for _, name in defined:
+        assert name in tree and name in gateway_server.errors.__all__, name
 
 
 def test_version_matches_the_single_source() -> None:

@@ -1,5 +1,10 @@
 """The only network code of the providers: one connection pool, failures classified.
 
+It is also the one choke point of redaction: every error that leaves :class:`UpstreamClient`
+(status, protocol, mid-stream, parse failures; before or after a stream's first chunk) has passed
+through :func:`~gateway_server.secrets.scrub` with the model's secrets, so no provider key (whole
+or cut in half) and no control character of an upstream's text reaches a caller or a log line.
+
 The pool is :mod:`gateway_server.upstream.pool`, a small HTTP/1.1 client made for this hot path
 (why not aiohttp or httpx, with figures: its docstring and docs/performance.md). It is created once
 by the app's lifespan and shared by every route; adapters never see it.
@@ -15,6 +20,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from gateway_server.errors import (
+    GatewayError,
     UpstreamConnectionError,
     UpstreamProtocolError,
     UpstreamStatusError,
@@ -22,7 +28,7 @@ from gateway_server.errors import (
 )
 from gateway_server.providers.base import Adapter, UpstreamRequest
 from gateway_server.routes import RouteType
-from gateway_server.secrets import redact
+from gateway_server.secrets import scrub
 from gateway_server.upstream.pool import (
     ConnectError,
     ConnectionBroken,
@@ -59,6 +65,15 @@ class UpstreamClient:
         self.pool = pool
 
     async def call(
+        self, adapter: Adapter, route_type: RouteType, payload: dict[str, Any], timeout: float
+    ) -> dict[str, Any]:
+        try:
+            return await self._call(adapter, route_type, payload, timeout)
+        except GatewayError as exc:
+            scrub(exc, adapter.secrets())
+            raise
+
+    async def _call(
         self, adapter: Adapter, route_type: RouteType, payload: dict[str, Any], timeout: float
     ) -> dict[str, Any]:
         request = adapter.build_request(route_type, payload)
@@ -132,7 +147,10 @@ class UpstreamClient:
             what = "stopped sending for more than" if streaming else "did not answer within"
             raise UpstreamTimeoutError(f"{adapter.name} {what} {timeout:g} s", provider=adapter.name) from exc
         except (OSError, UnsendableRequest) as exc:
-            raise self._transport_error(adapter, request, exc) from exc
+            raise scrub(self._transport_error(adapter, request, exc), adapter.secrets()) from exc
+        except GatewayError as exc:  # status, protocol and mid-stream errors, before or after a chunk
+            scrub(exc, adapter.secrets())
+            raise
         finally:
             if response is not None:
                 response.release()
@@ -143,7 +161,7 @@ class UpstreamClient:
         raise UpstreamStatusError(
             provider=adapter.name,
             upstream_status=upstream_status,
-            reason=redact(reason, adapter.secrets()),
+            reason=reason,  # scrubbed by the caller, with the message built from it
             retry_after=parse_retry_after(headers.get("retry-after")),
         )
 
