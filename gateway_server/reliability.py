@@ -258,8 +258,6 @@ def build_plan(route: RouteConfig, board: BreakerBoard) -> Plan:
 # ---------------------------------------------------------------- the async loops
 
 
-
-
 def _deadline_error(deadline: Deadline, last: GatewayError | None, attempts: int) -> UpstreamTimeoutError:
     provider = getattr(last, "provider", None)
     tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"

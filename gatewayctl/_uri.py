@@ -26,8 +26,6 @@ _UNSET_MESSAGE = (
 _gateway_uri: str | None = None
 
 
-
-
 def _validate(uri: str) -> str:
     parsed = urlparse(uri)
     if uri == "databricks" or parsed.scheme == "databricks" or (parsed.scheme and parsed.netloc):
