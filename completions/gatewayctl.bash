@@ -21,7 +21,7 @@ _gatewayctl() {
     esac
     case "$path" in
         gatewayctl) options="--version --debug --help"; subcommands="validate serve query routes" ;;
-        gatewayctl/validate) options="--output -o --help"; subcommands="" ;;
+        gatewayctl/validate) options="--output -o --no-secrets --help"; subcommands="" ;;
         gatewayctl/serve) options="--host --port --workers --allow-unauthenticated-admin --graceful-timeout --check --access-log --help"; subcommands="" ;;
         gatewayctl/query) options="--prompt -p --text -t --data -d --file -f --stream --gateway-uri --api-key --timeout --output -o --help"; subcommands="" ;;
         gatewayctl/routes) options="--help"; subcommands="list get create delete" ;;

@@ -19,6 +19,7 @@ complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl' -l version -d 
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl' -l debug -d 'Show the traceback when a command fails'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl' -l help -d 'Show this message and exit'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/validate' -l output -s o -x -a 'text json' -d 'text for people, json for scripts'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/validate' -l no-secrets -d 'Check everything except that secrets resolve ($ENV set, key files r...'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/validate' -l help -d 'Show this message and exit'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/serve' -l host -r -d 'Address to bind'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/serve' -l port -r -d 'Port to bind'

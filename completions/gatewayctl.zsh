@@ -114,6 +114,7 @@ _gatewayctl_validate() {
     _arguments \
         '--output[text for people, json for scripts]:value:(text json)' \
         '-o[text for people, json for scripts]:value:(text json)' \
+        '--no-secrets[Check everything except that secrets resolve ($ENV set, key files r...]' \
         '--help[Show this message and exit]' \
         '*:Config files (YAML):_files'
 }

@@ -11,6 +11,7 @@ writes ``os.environ`` or globals.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, get_args, get_origin
 
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from gateway_server.config.models import (
     _DUPLICATES_SEEN,
     GatewayConfig,
+    Model,
     RouteConfig,
     WeightedModel,
     _did_you_mean,
@@ -27,6 +29,7 @@ from gateway_server.config.models import (
 from gateway_server.errors import ConfigError, ConfigIssue
 from gateway_server.providers import get_adapter_class
 from gateway_server.routes import RouteType
+from gateway_server.secrets import Secret, env_name_hint
 
 __all__ = ["load_config", "parse_config", "parse_route"]
 
@@ -188,8 +191,43 @@ def _route_type_errors(
     return found
 
 
-def _warnings(config: GatewayConfig, top: str) -> list[tuple[tuple[Any, ...], str]]:
+def _model_blocks(route: RouteConfig, loc: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], Model]]:
+    if route.model is not None:
+        yield (*loc, "model"), route.model
+    for key in ("models", "fallbacks"):
+        for j, model in enumerate(getattr(route, key) or ()):
+            yield (*loc, key, j), model
+
+
+def _secret_fields(config: BaseModel, loc: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], Secret]]:
+    """Every secret of a provider config (nested ones too: Bedrock's aws_config), with its location."""
+    for name in type(config).model_fields:
+        value = getattr(config, name, None)
+        if isinstance(value, Secret):
+            yield (*loc, name), value
+        elif isinstance(value, BaseModel):
+            yield from _secret_fields(value, (*loc, name))
+
+
+def _env_name_warnings(config: GatewayConfig, top: str) -> list[tuple[tuple[Any, ...], str]]:
+    """A literal key spelled like an environment variable's name is most likely a forgotten '$'."""
     found = []
+    for index, route in enumerate(config.routes):
+        for loc, model in _model_blocks(route, (top, index)):
+            if model.config is not None:
+                for field_loc, secret in _secret_fields(model.config, (*loc, "config")):
+                    hint = env_name_hint(secret.source) if secret.kind == "literal" else None
+                    if hint:
+                        found.append((field_loc, hint))
+    for index, key in enumerate(config.auth.keys if config.auth else ()):
+        hint = env_name_hint(key.key.source) if key.key is not None and key.key.kind == "literal" else None
+        if hint:
+            found.append((("auth", "keys", index, "key"), hint))
+    return found
+
+
+def _warnings(config: GatewayConfig, top: str) -> list[tuple[tuple[Any, ...], str]]:
+    found = _env_name_warnings(config, top)
     for index, route in enumerate(config.routes):
         for model in [route.model] if route.model is not None else []:
             adapter = get_adapter_class(model.provider)

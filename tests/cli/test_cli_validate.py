@@ -136,3 +136,67 @@ routes:
     result = cli("validate", "-o", "json", write(tmp_path, "secret.yaml", config))
     assert result.exit_code == 3
     assert "sk-literal-secret-123" not in result.output
+
+
+SAMPLES = sorted((REPO / "sample-configs").glob("*.yaml"))
+
+
+def test_no_secrets_passes_every_sample_config_without_keys(cli: Cli) -> None:
+    # The test environment holds no provider keys (tests/conftest.py deletes *_API_KEY).
+    without = [path for path in SAMPLES if cli("validate", str(path)).exit_code != 0]
+    assert len(without) >= 5  # most samples need keys to validate...
+    for path in SAMPLES:  # ...and none does with --no-secrets
+        result = cli("validate", "--no-secrets", str(path))
+        assert result.exit_code == 0, result.stdout + result.stderr
+
+
+def test_no_secrets_still_checks_everything_else(cli: Cli, tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "bad.yaml",
+        """\
+routes:
+  - name: chat
+    route_type: llm/v1/chat
+    model: {provider: openai, name: m, config: {openai_api_key: $NOT_SET_ANYWHERE, openai_api_bse: x}}
+""",
+    )
+    result = cli("validate", "--no-secrets", path)
+    assert result.exit_code == 3
+    assert "unknown key 'openai_api_bse'" in result.stdout and "NOT_SET_ANYWHERE" not in result.stdout
+
+
+def test_misspelt_key_path_is_an_error(cli: Cli, tmp_path: Path) -> None:
+    typo = tmp_path / "openai_key_typo"
+    path = write(
+        tmp_path,
+        "typo.yaml",
+        f"""\
+routes:
+  - name: chat
+    route_type: llm/v1/chat
+    model: {{provider: openai, name: m, config: {{openai_api_key: {typo}}}}}
+""",
+    )
+    result = cli("validate", path)
+    assert result.exit_code == 3
+    assert f"{path}:4: route 'chat': model.config.openai_api_key:" in result.stdout
+    assert "must be a readable file" in result.stdout and "does not exist" in result.stdout
+    assert cli("validate", "--no-secrets", path).exit_code == 0
+
+
+def test_key_spelled_like_an_env_name_warns(cli: Cli, tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "dollar.yaml",
+        """\
+routes:
+  - name: chat
+    route_type: llm/v1/chat
+    model: {provider: openai, name: m, config: {openai_api_key: OPENAI_API_KEY}}
+""",
+    )
+    result = cli("validate", path)
+    assert result.exit_code == 0
+    assert f"{path}:4: route 'chat': model.config.openai_api_key:" in result.stderr
+    assert "did you mean '$OPENAI_API_KEY'?" in result.stderr
