@@ -123,9 +123,14 @@ class GatewayApp:
             pool = ConnectionPool()
             stack.push_async_callback(pool.close)
         self.state.upstream = UpstreamClient(pool)
-        if self.state.shared is not None:  # Redis: shared routes load before start-up completes
-            await stack.enter_async_context(self.state.shared.running(self.state))
-        await stack.enter_async_context(watch_config(self.state, self._reload_interval))
+        routes = self.state.routes
+        # The route store loads what it holds before start-up completes (Redis: the shared routes).
+        await stack.enter_async_context(routes.running())
+        watcher = await stack.enter_async_context(
+            watch_config(routes.base.path, routes.base, routes.apply, self._reload_interval)
+        )
+        if watcher is not None:
+            self.state.extras["config_watcher"] = watcher
         self._resources = stack
 
     async def _stop(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 
 from gateway_server.auth import KeyTable
@@ -10,7 +9,9 @@ from gateway_server.config import GatewayConfig
 from gateway_server.limits import RateLimiter
 from gateway_server.limits_redis import RedisWindows
 from gateway_server.metrics import Metrics
-from gateway_server.registry import InMemoryRegistry, RouteRegistry
+from gateway_server.registry import RouteIndex
+from gateway_server.runtime import FileStore, RouteStore, RouteTable
+from gateway_server.runtime.redis_store import RedisStore
 from gateway_server.shared import SharedState
 from gateway_server.upstream.client import UpstreamClient
 
@@ -19,28 +20,42 @@ __all__ = ["GatewayState"]
 
 @dataclass(slots=True)
 class GatewayState:
-    config: GatewayConfig
-    registry: RouteRegistry
-    max_request_bytes: int
-    auth: KeyTable = field(default_factory=KeyTable)  # who may query and who may change routes
-    admin_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one route change at a time
+    # The live route set and everything swapped with it (config, index, keys, body cap). Only the
+    # table changes them; the read-only properties below are views for the request handlers.
+    routes: RouteTable
     upstream: UpstreamClient | None = None  # set by the app's lifespan (the pooled session)
     metrics: Metrics = field(default_factory=Metrics)
     # Per-process counts unless shared_state is set (the runner refuses workers>1 then).
     limiter: RateLimiter = field(default_factory=RateLimiter)
-    # server.shared_state: Redis for counters and run-time routes (shared.py); read once at start.
+    # server.shared_state: Redis for counters and run-time routes; read once at start.
     shared: SharedState | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> GatewayState:
+        """The state for ``config``: the store of run-time route changes is chosen here, once."""
         url = config.server.shared_state
         shared = SharedState(url) if url else None
+        store: RouteStore = RedisStore(shared) if shared is not None else FileStore(config.path)
         return cls(
-            config=config,
-            registry=InMemoryRegistry(config.routes),
-            max_request_bytes=config.server.max_request_bytes,
-            auth=KeyTable.from_config(config.auth),
+            routes=RouteTable(config, store),
             limiter=RateLimiter(RedisWindows(shared) if shared is not None else None),
             shared=shared,
         )
+
+    @property
+    def config(self) -> GatewayConfig:
+        """The effective config: the file's, with the run-time route changes over it."""
+        return self.routes.config
+
+    @property
+    def registry(self) -> RouteIndex:
+        return self.routes.index
+
+    @property
+    def auth(self) -> KeyTable:
+        return self.routes.auth
+
+    @property
+    def max_request_bytes(self) -> int:
+        return self.routes.max_request_bytes

@@ -1,9 +1,9 @@
-"""The route table: name -> a ready-to-serve entry, behind a small interface.
+"""The route index: name -> a ready-to-serve entry.
 
 Everything a request needs that can be computed from the config is computed here, once, when a
 route is added: the reliability plan (adapters with their URLs and headers, retry policy, deadline,
-breakers), the rate limit, the public views.
-The table is replaced as a whole on reload (one assignment, atomic for readers), so a request
+breakers), the rate limit, the public views. An index never changes: the route table
+(``runtime/table.py``) replaces it as a whole (one assignment, atomic for readers), so a request
 keeps the entry it started with.
 """
 
@@ -11,18 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from gateway_server.breaker import BreakerBoard
-from gateway_server.config import GatewayConfig, RouteConfig
-from gateway_server.errors import RouteExistsError, RouteNotFoundError
+from gateway_server.config import RouteConfig
 from gateway_server.limits import RouteLimit
 from gateway_server.providers import Adapter
 from gateway_server.reliability import DEFAULT_TIMEOUT_SECONDS, Plan, build_plan
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
 
-__all__ = ["DEFAULT_TIMEOUT_SECONDS", "InMemoryRegistry", "RouteEntry", "RouteRegistry", "build_entry"]
+__all__ = ["DEFAULT_TIMEOUT_SECONDS", "RouteEntry", "RouteIndex", "build_entry"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,28 +56,34 @@ def build_entry(route: RouteConfig, breakers: BreakerBoard | None = None) -> Rou
     )
 
 
-class RouteRegistry(Protocol):
-    """What the server needs from a route table (in memory now; Redis-backed later)."""
+class RouteIndex:
+    """An immutable name -> :class:`RouteEntry` table, built from a route list.
 
-    def get(self, name: str) -> RouteEntry | None: ...
+    Only :class:`~gateway_server.runtime.RouteTable` builds one (it is the sole writer of the live
+    route set); readers hold whichever index they looked up, so a request keeps its entry while a
+    newer index replaces this one. Entries of routes that did not change are taken over from
+    ``previous``, so creating one route or reloading an unchanged file builds no adapter twice.
+    """
 
-    def list(self) -> list[RouteEntry]: ...
+    __slots__ = ("_entries",)
 
-    def add(self, route: RouteConfig) -> RouteEntry: ...
-
-    def remove(self, name: str) -> None: ...
-
-    def replace(self, config: GatewayConfig) -> None: ...
-
-
-class InMemoryRegistry:
-    def __init__(self, routes: Iterable[RouteConfig] = (), *, breakers: BreakerBoard | None = None) -> None:
-        # One breaker per upstream model, kept across add/replace so a reload keeps what it learnt.
-        self.breakers = breakers if breakers is not None else BreakerBoard()
-        self._entries: dict[str, RouteEntry] = {route.name: self._build(route) for route in routes}
-
-    def _build(self, route: RouteConfig) -> RouteEntry:
-        return build_entry(route, self.breakers)
+    def __init__(
+        self,
+        routes: Iterable[RouteConfig] = (),
+        breakers: BreakerBoard | None = None,
+        *,
+        previous: RouteIndex | None = None,
+    ) -> None:
+        # One breaker per upstream model, shared by every index so a change keeps what it learnt.
+        board = breakers if breakers is not None else BreakerBoard()
+        old = previous._entries if previous is not None else {}
+        entries: dict[str, RouteEntry] = {}
+        for route in routes:
+            entry = old.get(route.name)
+            if entry is None or (entry.config is not route and entry.config != route):
+                entry = build_entry(route, board)
+            entries[route.name] = entry
+        self._entries = entries
 
     def get(self, name: str) -> RouteEntry | None:
         return self._entries.get(name)
@@ -86,17 +91,5 @@ class InMemoryRegistry:
     def list(self) -> list[RouteEntry]:
         return list(self._entries.values())
 
-    def add(self, route: RouteConfig) -> RouteEntry:
-        if route.name in self._entries:
-            raise RouteExistsError(route.name)
-        entry = self._build(route)
-        self._entries = {**self._entries, route.name: entry}
-        return entry
-
-    def remove(self, name: str) -> None:
-        if name not in self._entries:
-            raise RouteNotFoundError(name)
-        self._entries = {key: value for key, value in self._entries.items() if key != name}
-
-    def replace(self, config: GatewayConfig) -> None:
-        self._entries = {route.name: self._build(route) for route in config.routes}
+    def __len__(self) -> int:
+        return len(self._entries)

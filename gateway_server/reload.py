@@ -11,8 +11,9 @@ lifespan (so each of ``--workers N`` processes has its own) and polls about once
 - a change is acted on once it has held for one more look (so within about two seconds), which
   keeps a file caught halfway through an in-place write from ever being loaded;
 - it then validates the whole file (re-resolving ``$ENV`` and file secrets) off the event
-  loop and swaps the table with one assignment (``registry.replace``). A request keeps the entry
-  it resolved, so in-flight requests and streams finish on the config they started with;
+  loop and hands it to the route table (``RouteTable.apply``, ``runtime/table.py``), which swaps
+  the served set in one step. A request keeps the entry it resolved, so in-flight requests and
+  streams finish on the config they started with;
 - a bad or missing file keeps the current routes and logs every problem, once per distinct content.
 
 Polling rather than inotify (``watchfiles``): a realpath and a hash of a few KB per second
@@ -26,65 +27,23 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from gateway_server.auth import KeyTable
-from gateway_server.config import GatewayConfig, RouteConfig, parse_config
+from gateway_server.config import GatewayConfig, parse_config
 from gateway_server.errors import ConfigError
+from gateway_server.runtime.changes import RouteChanges, diff_routes
 
-if TYPE_CHECKING:
-    from gateway_server.app_state import GatewayState
+# Called with each new, validated config file: ``RouteTable.apply(config, reason, quiet=...)``.
+Apply = Callable[..., RouteChanges]
 
-__all__ = ["RELOAD_INTERVAL", "ConfigWatcher", "RouteChanges", "diff_routes", "watch_config"]
+__all__ = ["RELOAD_INTERVAL", "ConfigWatcher", "RouteChanges", "diff_routes", "watch_config"]  # the diff: runtime/changes.py
 
 logger = logging.getLogger("gateway_server.reload")
 
 RELOAD_INTERVAL = 1.0  # seconds between two looks at the config file
 
 Fingerprint = tuple[tuple[str, str | None, str | None], ...]  # (path, real path, sha256) per file
-
-
-# ---------------------------------------------------------------- pure: what changed
-
-
-@dataclass(frozen=True, slots=True)
-class RouteChanges:
-    added: tuple[str, ...] = ()
-    removed: tuple[str, ...] = ()
-    changed: tuple[str, ...] = ()
-    unchanged: int = 0
-
-    def __bool__(self) -> bool:
-        return bool(self.added or self.removed or self.changed)
-
-    def summary(self) -> str:
-        """``added: a, b; removed: c; changed: d; 3 unchanged`` (or ``no route changes; 3 unchanged``)."""
-        parts = [
-            f"{label}: {', '.join(names)}"
-            for label, names in (("added", self.added), ("removed", self.removed), ("changed", self.changed))
-            if names
-        ]
-        if not parts:
-            parts.append("no route changes")
-        parts.append(f"{self.unchanged} unchanged")
-        return "; ".join(parts)
-
-
-def diff_routes(old: Iterable[RouteConfig], new: Iterable[RouteConfig]) -> RouteChanges:
-    """Compare two route lists by name. A route whose resolved secret changed counts as changed."""
-    before = {route.name: route for route in old}
-    after = {route.name: route for route in new}
-    common = [name for name in after if name in before]
-    changed = tuple(sorted(name for name in common if before[name] != after[name]))
-    return RouteChanges(
-        added=tuple(sorted(name for name in after if name not in before)),
-        removed=tuple(sorted(name for name in before if name not in after)),
-        changed=changed,
-        unchanged=len(common) - len(changed),
-    )
 
 
 # ---------------------------------------------------------------- watching
@@ -118,11 +77,15 @@ def fingerprint(paths: Iterable[str]) -> Fingerprint:
 
 
 class ConfigWatcher:
-    """Polls ``path`` (and the secret files of the current config); reloads ``state`` on change."""
+    """Polls ``path`` (and the secret files of the config it last loaded); on a change, validates
+    the file and hands it to ``apply`` (the route table's, which does the swap and the log line)."""
 
-    def __init__(self, state: GatewayState, path: str, *, interval: float = RELOAD_INTERVAL) -> None:
-        self.state = state
+    def __init__(
+        self, path: str, config: GatewayConfig, apply: Apply, *, interval: float = RELOAD_INTERVAL
+    ) -> None:
         self.path = path
+        self.config = config  # the file as last loaded: its secret files are watched too
+        self._apply = apply
         self.interval = interval
         self.reloads = 0  # successful swaps and rejected files, for tests and diagnostics
         self.failures = 0
@@ -136,7 +99,7 @@ class ConfigWatcher:
         always describes what was loaded. A change is acted on once it has held for one interval:
         a file caught halfway through an in-place write is never loaded.
         """
-        watched = fingerprint(secret_files(self.state.config))
+        watched = fingerprint(secret_files(self.config))
         try:
             real = os.path.realpath(self.path)
             with open(real, "rb") as file:
@@ -179,29 +142,17 @@ class ConfigWatcher:
             logger.error(
                 "config %s not reloaded, keeping the current %d route(s); every problem:\n%s",
                 self.path,
-                len(self.state.registry.list()),
+                len(self.config.routes),
                 outcome,
             )
             return None
         return self.apply(outcome, quiet=first)
 
     def apply(self, config: GatewayConfig, *, quiet: bool = False) -> RouteChanges:
-        """Swap to ``config`` (already validated). Requests in flight keep the entries they hold."""
-        state = self.state
-        if state.shared is not None:  # the routes created and deleted through Redis stay applied
-            if config.server.shared_state != state.shared.url:
-                logger.warning("server.shared_state changed in %s: it applies on restart", self.path)
-            config = state.shared.effective(config)
-        changes = diff_routes(state.config.routes, config.routes)
-        state.registry.replace(config)  # one assignment: readers see the old table or the new one
-        state.auth = KeyTable.from_config(
-            config.auth, allow_unauthenticated_admin=state.auth.allow_unauthenticated_admin
-        )  # added, removed or rotated gateway keys apply at once
-        state.config = config
-        state.max_request_bytes = config.server.max_request_bytes
+        """Serve ``config`` (already validated). Requests in flight keep the entries they hold."""
+        changes = self._apply(config, f"config {self.path} reloaded", quiet=quiet)
+        self.config = config
         self.reloads += 1
-        level = logging.DEBUG if quiet and not changes else logging.INFO
-        logger.log(level, "config %s reloaded: %s", self.path, changes.summary())
         return changes
 
     async def run(self) -> None:
@@ -214,17 +165,17 @@ class ConfigWatcher:
 
 
 @asynccontextmanager
-async def watch_config(state: GatewayState, interval: float | None) -> AsyncIterator[ConfigWatcher | None]:
-    """For the app's lifespan: watch ``state.config.path`` every ``interval`` s (``None``: don't).
-    (The routes created and deleted through Redis are watched by ``shared.py``; the app enters
-    both.)"""
-    path = state.config.path
+async def watch_config(
+    path: str | None, config: GatewayConfig, apply: Apply, interval: float | None
+) -> AsyncIterator[ConfigWatcher | None]:
+    """For the app's lifespan: watch ``path`` every ``interval`` s (``None``: don't), starting from
+    ``config`` (its content when the app was built). (The routes created and deleted through Redis
+    are watched by ``runtime/redis_store.py``; the app enters both.)"""
     if not interval or path is None:
         yield None
         return
-    watcher = ConfigWatcher(state, os.path.abspath(path), interval=interval)
+    watcher = ConfigWatcher(os.path.abspath(path), config, apply, interval=interval)
     task = asyncio.create_task(watcher.run(), name=f"gatewayctl-reload:{path}")
-    state.extras["config_watcher"] = watcher
     try:
         yield watcher
     finally:

@@ -3,19 +3,15 @@
 Listing is paged like MLflow: the page token is base64 of ``{"index": N}``; a bad token is a 400,
 not MLflow's 500. Listing needs a key with the ``query`` scope when the config has ``auth:`` keys
 (the names and models of routes are part of what a key protects); create and delete need
-``admin``. A created route is validated exactly as the config file is (``config.parse_route``),
-saved to the config file (``persist.py``), then added to the registry; delete does the reverse.
-With ``server.shared_state`` changes go to Redis instead, for every process that shares it
-(``shared.py``, docs/scale-out.md).
+``admin``. This module is only the HTTP side: the use cases (validation, locking, 404/409,
+persist-then-serve, to the config file or with ``server.shared_state`` to Redis) are
+``RouteTable.create`` and ``RouteTable.delete`` in ``runtime/table.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import contextlib
-import logging
 from typing import Annotated, Any
 
 import orjson
@@ -27,16 +23,11 @@ from gateway_server.api import paths
 from gateway_server.api.deps import get_state
 from gateway_server.app_state import GatewayState
 from gateway_server.auth import ADMIN, QUERY
-from gateway_server.config import parse_route
-from gateway_server.errors import GatewayError, InvalidRequestError, RouteExistsError, RouteNotFoundError
-from gateway_server.persist import ConfigNotPersistableError, add_route, remove_route
-from gateway_server.registry import RouteEntry, build_entry
+from gateway_server.errors import InvalidRequestError, RouteNotFoundError
 
 __all__ = ["router"]
 
 MAX_PAGE = 3000  # MLflow's fixed page size
-
-logger = logging.getLogger("gateway_server")
 
 router = APIRouter()
 
@@ -155,14 +146,14 @@ async def list_models(state: State) -> dict[str, Any]:
     paths.ROUTES, dependencies=[AdminKey], summary="Create a route (admin scope); saved to the config file"
 )
 async def create_route(body: RouteBody, state: State) -> dict[str, Any]:
-    return (await _create(state, body)).public
+    return (await state.routes.create(body)).public
 
 
 @router.delete(
     paths.ROUTE, dependencies=[AdminKey], summary="Delete a route (admin scope); saved to the config file"
 )
 async def delete_route(name: str, state: State) -> dict[str, Any]:
-    await _delete(state, name, "route")
+    await state.routes.delete(name, "route")
     return {}
 
 
@@ -170,85 +161,15 @@ async def delete_route(name: str, state: State) -> dict[str, Any]:
     paths.ENDPOINTS, dependencies=[AdminKey], summary="Create an endpoint (MLflow 2.9+ shape; admin scope)"
 )
 async def create_endpoint(body: RouteBody, state: State) -> dict[str, Any]:
-    return (await _create(state, body)).endpoint
+    return (await state.routes.create(body)).endpoint
 
 
 @router.delete(
     paths.ENDPOINT, dependencies=[AdminKey], summary="Delete an endpoint (MLflow 2.9+ shape; admin scope)"
 )
 async def delete_endpoint(name: str, state: State) -> dict[str, Any]:
-    await _delete(state, name, "endpoint")
+    await state.routes.delete(name, "endpoint")
     return {}
-
-
-def _config_path(state: GatewayState) -> str:
-    path = state.config.path
-    if path is None:
-        raise ConfigNotPersistableError()
-    return path
-
-
-async def _create(state: GatewayState, body: dict[str, Any]) -> RouteEntry:
-    if state.shared is not None:
-        return await _create_shared(state, body)
-    path = _config_path(state)
-    route = parse_route(body)  # ConfigError (400) listing every problem, in the file's words
-    async with state.admin_lock:
-        if state.registry.get(route.name) is not None:
-            raise RouteExistsError(route.name)
-        # Saved first: a route that could not be saved is not served. Written as given, so a
-        # $ENV reference stays a reference in the file.
-        await _persist(add_route, path, body)
-        try:
-            entry = state.registry.add(route)
-        except RouteExistsError:  # a hot reload of the file just written got there first
-            entry = state.registry.get(route.name)
-            assert entry is not None
-    logger.info("route '%s' created (saved to %s)", route.name, path)
-    return entry
-
-
-async def _delete(state: GatewayState, name: str, noun: str) -> None:
-    if state.shared is not None:
-        async with state.admin_lock:
-            await state.shared.delete(state, name, noun)
-        logger.info("route '%s' deleted (shared state)", name)
-        return
-    path = _config_path(state)
-    async with state.admin_lock:
-        if state.registry.get(name) is None:
-            raise RouteNotFoundError(name, noun=noun)
-        try:
-            await _persist(remove_route, path, name)
-        except RouteNotFoundError:  # the file changed under us; the registry follows the file
-            logger.warning("route '%s' was no longer in %s; removing it from the running table", name, path)
-        with contextlib.suppress(RouteNotFoundError):  # a hot reload may have removed it already
-            state.registry.remove(name)
-    logger.info("route '%s' deleted (saved to %s)", name, path)
-
-
-async def _create_shared(state: GatewayState, body: dict[str, Any]) -> RouteEntry:
-    """With server.shared_state the change goes to Redis, for every process (docs/scale-out.md);
-    the config file stays as the operator wrote it."""
-    assert state.shared is not None
-    route = parse_route(body)
-    async with state.admin_lock:
-        if state.registry.get(route.name) is not None:
-            raise RouteExistsError(route.name)
-        await state.shared.create(state, route, body)
-    logger.info("route '%s' created (shared state)", route.name)
-    # Served here already, unless Redis stopped answering between the write and the read-back.
-    return state.registry.get(route.name) or build_entry(route)
-
-
-async def _persist(change: Any, path: str, arg: Any) -> None:
-    try:
-        await asyncio.to_thread(change, path, arg)
-    except OSError as exc:
-        logger.error("could not save a route change to %s: %s", path, exc.strerror)
-        raise GatewayError(
-            f"The change was not made: the config file could not be written ({exc.strerror})."
-        ) from None
 
 
 @router.get(paths.METRICS, summary="Prometheus metrics", response_class=PlainTextResponse)

@@ -141,7 +141,7 @@ def test_diff_routes_counts_a_rotated_secret_as_a_change(monkeypatch: pytest.Mon
 def test_reload_under_load_fails_no_request(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "gateway.yaml"
     path.write_text(_file(_fake_route("stable"), _fake_route("extra0")), encoding="utf-8")
-    caplog.set_level(logging.INFO, logger="gateway_server.reload")
+    caplog.set_level(logging.INFO, logger="gateway_server.runtime")  # RouteTable logs each swap
     with _gateway(path) as (app, client):
         watcher = _watcher(app)
         finish = _hammer(

@@ -21,7 +21,8 @@ from gateway_server.config import load_config, parse_config, parse_route
 from gateway_server.errors import SharedStateUnavailableError
 from gateway_server.limits import RateLimiter, RouteLimit, check_workers
 from gateway_server.limits_redis import RedisWindows
-from gateway_server.shared import RouteOverlay, SharedState, check_reachable, redacted_url
+from gateway_server.runtime.overlay import RouteOverlay
+from gateway_server.shared import SharedState, check_reachable, redacted_url
 from gateway_server.testing import serve_in_thread
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}

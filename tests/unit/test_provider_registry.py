@@ -51,7 +51,7 @@ def test_config_loads_only_the_providers_it_names() -> None:
     code = """
         import sys
         from gateway_server.config import parse_config
-        from gateway_server.registry import InMemoryRegistry
+        from gateway_server.registry import RouteIndex
 
         config = parse_config('''
         routes:
@@ -61,7 +61,7 @@ def test_config_loads_only_the_providers_it_names() -> None:
             model: {provider: openai, name: gpt-4o-mini, config: {openai_api_key: sk-x}}
             fallbacks: [{provider: fake}]
         ''')
-        InMemoryRegistry(config.routes)  # every route's adapters are built
+        RouteIndex(config.routes)  # every route's adapters are built
         print(*sorted(m for m in sys.modules if m.startswith(('gateway_server.providers.', 'botocore'))))
     """
     loaded = set(_run(code))

@@ -1,0 +1,131 @@
+"""The live route set: one owner, one writer. How does a route change? Here.
+
+:class:`RouteTable` holds the effective config and the route index built from it, and is the only
+code that changes them. Every change goes through :meth:`RouteTable.apply` (a new config file) or
+the same swap after a store change:
+
+- the config file watcher (``reload.py``) calls ``apply(config, reason)`` with each new file;
+- the Redis watcher (``runtime/redis_store.py``) reports that the shared overlay moved;
+- the admin API (``api/routes_crud.py``) calls :meth:`create` and :meth:`delete`: one change at a
+  time (a lock), 409 for a name in use, 404 for an unknown one, and persist-then-serve: the change
+  is kept by the store (the config file, or Redis) before it is served, so a route that could not
+  be saved is never served.
+
+The effective route set is always ``store.merge(base)``, where ``base`` is the config file as last
+loaded; config, index, gateway keys and the body cap are swapped together in one synchronous step
+(readers on the event loop see the old set or the new one, never a mix), so they cannot disagree.
+A request keeps the entry it looked up, so requests and streams in flight finish on the route they
+started with. The diff of each swap is logged as one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gateway_server.auth import KeyTable
+from gateway_server.breaker import BreakerBoard
+from gateway_server.config import GatewayConfig, parse_route
+from gateway_server.errors import RouteExistsError
+from gateway_server.registry import RouteEntry, RouteIndex, build_entry
+from gateway_server.runtime.changes import RouteChanges, diff_routes
+from gateway_server.runtime.store import FileStore, RouteStore
+
+__all__ = ["RouteTable"]
+
+logger = logging.getLogger("gateway_server.runtime")
+
+
+class RouteTable:
+    """The effective config, its route index, gateway keys and body cap; swapped only here."""
+
+    __slots__ = ("auth", "base", "breakers", "config", "index", "lock", "max_request_bytes", "store")
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        store: RouteStore | None = None,
+        *,
+        breakers: BreakerBoard | None = None,
+    ) -> None:
+        self.store: RouteStore = store if store is not None else FileStore(config.path)
+        # One breaker per upstream model, kept across every swap so a change keeps what it learnt.
+        self.breakers = breakers if breakers is not None else BreakerBoard()
+        self.lock = asyncio.Lock()  # one admin change at a time (per process)
+        self.base = config  # the config file as last loaded (or the config given)
+        self.config = self.store.merge(config)
+        self.index = RouteIndex(self.config.routes, self.breakers)
+        self.auth = KeyTable.from_config(self.config.auth)
+        self.max_request_bytes = self.config.server.max_request_bytes
+
+    # -- reading (the hot path reads ``index`` directly) -----------------------------------------
+
+    def get(self, name: str) -> RouteEntry | None:
+        return self.index.get(name)
+
+    def list(self) -> list[RouteEntry]:
+        return self.index.list()
+
+    # -- the one swap ------------------------------------------------------------------------------
+
+    def apply(self, config: GatewayConfig, reason: str, *, quiet: bool = False) -> RouteChanges:
+        """Serve ``config`` (a validated config file) with the store's run-time changes over it."""
+        if config is not self.base:
+            self.store.rebase(config)
+            self.base = config
+        return self._swap(reason, quiet=quiet)
+
+    def store_changed(self, reason: str) -> RouteChanges:
+        """The store's overlay moved by itself (another process changed the shared routes)."""
+        return self._swap(reason)
+
+    def _swap(self, reason: str, *, quiet: bool = False) -> RouteChanges:
+        config = self.store.merge(self.base)
+        changes = diff_routes(self.config.routes, config.routes)
+        index = RouteIndex(config.routes, self.breakers, previous=self.index)
+        auth = KeyTable.from_config(  # added, removed or rotated gateway keys apply at once
+            config.auth, allow_unauthenticated_admin=self.auth.allow_unauthenticated_admin
+        )
+        # No await between these assignments: readers on the loop see all of them or none.
+        self.config, self.index, self.auth = config, index, auth
+        self.max_request_bytes = config.server.max_request_bytes
+        level = logging.DEBUG if quiet and not changes else logging.INFO
+        logger.log(level, "%s: %s", reason, changes.summary())
+        return changes
+
+    # -- the admin use cases ---------------------------------------------------------------------
+
+    async def create(self, body: dict[str, Any]) -> RouteEntry:
+        """Validate ``body`` as a config file's route, keep it in the store, then serve it."""
+        self.store.check_writable()
+        route = parse_route(body)  # ConfigError (400) listing every problem, in the file's words
+        async with self.lock:
+            if self.index.get(route.name) is not None:
+                raise RouteExistsError(route.name)
+            await self.store.create(route, body, in_file=self._in_file(route.name))
+            self._swap(f"route '{route.name}' created ({self.store.where})")
+        # Served now, unless the store could not be read back (Redis stopped answering): the
+        # watcher will catch up; the caller still gets the route it created.
+        return self.index.get(route.name) or build_entry(route, self.breakers)
+
+    async def delete(self, name: str, noun: str = "route") -> None:
+        """Remove ``name`` from the store, then stop serving it."""
+        self.store.check_writable()
+        async with self.lock:
+            served = self.index.get(name) is not None
+            await self.store.delete(name, noun, in_file=self._in_file(name), served=served)
+            self._swap(f"{noun} '{name}' deleted ({self.store.where})")
+
+    def _in_file(self, name: str) -> bool:
+        return any(route.name == name for route in self.base.routes)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """For the app's lifespan: the store loads what it holds and watches it."""
+        async with self.store.running(self.store_changed):
+            yield
