@@ -1,6 +1,6 @@
 """Circuit breakers: one small state machine per upstream model, and the board that holds them.
 
-A breaker is per upstream model (provider + upstream + model), shared by every route that uses that
+A breaker is per upstream model (provider + the adapter's exact origin + model), shared by every route that uses that
 model and kept across reloads (the board outlives the route table). In-process counters, no locks:
 one event loop. :mod:`gateway_server.reliability` asks a breaker before each call and reports the
 outcome after it.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from gateway_server.errors import GatewayError, UpstreamError, UpstreamStatusError
-from gateway_server.providers import ProviderConfig
+from gateway_server.providers import Adapter
 
 __all__ = [
     "DEFAULT_COOLDOWN_SECONDS",
@@ -128,24 +128,8 @@ class BreakerBoard:
         return breaker
 
 
-_BASE_FIELDS = ("api_base", "base_url", "server_url", "endpoint_url", "region")
-
-
-def _base_of(config: ProviderConfig | None) -> str:
-    """The upstream's base URL (or region) from a provider config, whatever its field is called."""
-    if config is None:
-        return ""
-    for name in type(config).model_fields:
-        value = getattr(config, name, None)
-        if isinstance(value, ProviderConfig):
-            nested = _base_of(value)
-            if nested:
-                return nested
-        elif isinstance(value, str) and value and any(part in name for part in _BASE_FIELDS):
-            return value
-    return "default"
-
-
-def upstream_key(provider: str, config: ProviderConfig | None, model: str | None) -> str:
-    """``provider base-url model``: what one circuit breaker guards."""
-    return f"{provider} {_base_of(config)} {model or '-'}"
+def upstream_key(adapter: Adapter) -> str:
+    """``provider origin model``: what one circuit breaker guards. The origin is the adapter's own
+    (``Adapter.origin``, from the URL it calls), so two routes on different endpoints never share
+    a breaker, whatever their config fields are called."""
+    return f"{adapter.name} {adapter.origin} {adapter.model_name or '-'}"

@@ -231,11 +231,12 @@ def _target(model: Model, board: BreakerBoard) -> Target:
     adapter_cls = get_adapter_class(model.provider)
     assert adapter_cls is not None and model.config is not None  # guaranteed by config validation
     label = f"{adapter_cls.name}/{model.name or '-'}"
+    adapter = adapter_cls(model.config, model.name)
     return Target(
-        adapter=adapter_cls(model.config, model.name),
+        adapter=adapter,
         label=label,
         header=label.encode("latin-1", "replace"),
-        breaker=board.get(upstream_key(adapter_cls.name, model.config, model.name)),
+        breaker=board.get(upstream_key(adapter)),
     )
 
 

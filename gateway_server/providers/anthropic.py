@@ -47,7 +47,7 @@ from gateway_server.providers._translate import (
     text_of,
     tool_choice_of,
 )
-from gateway_server.providers.base import Adapter, ProviderConfig, UpstreamRequest
+from gateway_server.providers.base import Adapter, ProviderConfig, UpstreamRequest, origin_of
 from gateway_server.providers.streaming import StreamEvent, chat_chunk
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
@@ -118,6 +118,7 @@ class AnthropicAdapter(Adapter):
     def __init__(self, config: AnthropicConfig, model_name: str | None) -> None:  # type: ignore[override]
         super().__init__(config, model_name)
         self.url = f"{config.anthropic_api_base}/messages"
+        self.origin = origin_of(config.anthropic_api_base)
         self.headers = {
             "x-api-key": config.anthropic_api_key.get(),
             "anthropic-version": config.anthropic_version,

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
@@ -34,7 +35,7 @@ from gateway_server.providers.streaming import SSEDecoder, StreamEvent
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
 
-__all__ = ["Adapter", "ProviderConfig", "UpstreamRequest", "reason_from_body"]
+__all__ = ["Adapter", "ProviderConfig", "UpstreamRequest", "origin_of", "reason_from_body"]
 
 
 class ProviderConfig(BaseModel):
@@ -65,6 +66,21 @@ class UpstreamRequest:
     # Set by an adapter whose upstream signs the exact bytes (Bedrock SigV4): pre-encoded body.
     # The URL of such a request is sent verbatim (no re-quoting), since it is signed too.
     raw_body: bytes | None = field(default=None)
+
+
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, lowercased, without a default port or credentials: the
+    upstream an adapter calls, as the connection pool and the circuit breakers see it."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = parts.netloc.rpartition("@")[2].lower()
+    default = _DEFAULT_PORTS.get(scheme)
+    if default and host.endswith(f":{default}"):
+        host = host[: -len(default) - 1]
+    return f"{scheme}://{host}"
 
 
 def reason_from_body(body: Any, fallback: str = "") -> str:
@@ -104,6 +120,9 @@ class Adapter:
     streaming_route_types: ClassVar[frozenset[RouteType]] = frozenset()
     # True for providers answered inside the process (``fake``): no upstream request is made.
     in_process: ClassVar[bool] = False
+    # The exact upstream this adapter calls (``origin_of`` its base URL), set by each adapter's
+    # ``__init__``: with the model name it keys the circuit breaker (breaker.upstream_key).
+    origin: str = ""
 
     def __init__(self, config: ProviderConfig, model_name: str | None) -> None:
         self.config = config

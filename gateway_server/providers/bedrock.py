@@ -43,7 +43,13 @@ from gateway_server.providers._translate import (
     event_json,
     shape_error,
 )
-from gateway_server.providers.base import Adapter, ProviderConfig, UpstreamRequest, reason_from_body
+from gateway_server.providers.base import (
+    Adapter,
+    ProviderConfig,
+    UpstreamRequest,
+    origin_of,
+    reason_from_body,
+)
 from gateway_server.providers.streaming import StreamEvent, chat_chunk
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
@@ -161,6 +167,7 @@ class BedrockAdapter(Adapter):
         aws = config.aws_config
         base = aws.endpoint_url or f"https://bedrock-runtime.{aws.region}.amazonaws.com"
         self.model_url = f"{base}/model/{quote(model_name or '', safe='')}"
+        self.origin = origin_of(base)
         self.signer: _aws.SigV4Signer | None = None
         self.bearer: str | None = None
         if aws.aws_bearer_token is not None:

@@ -39,7 +39,7 @@ from gateway_server.providers._translate import (
     text_of,
     tool_choice_of,
 )
-from gateway_server.providers.base import Adapter, ProviderConfig, UpstreamRequest
+from gateway_server.providers.base import Adapter, ProviderConfig, UpstreamRequest, origin_of
 from gateway_server.providers.streaming import StreamEvent, chat_chunk
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
@@ -87,6 +87,7 @@ class CohereAdapter(Adapter):
         super().__init__(config, model_name)
         self.chat_url = f"{config.cohere_api_base}/chat"
         self.embed_url = f"{config.cohere_api_base}/embed"
+        self.origin = origin_of(config.cohere_api_base)
         self.headers = {
             "Authorization": f"Bearer {config.cohere_api_key.get()}",
             "Content-Type": "application/json",

@@ -58,6 +58,7 @@ class FakeAdapter(Adapter):
     route_types = frozenset(RouteType)
     streaming_route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
     in_process = True
+    origin = "in-process"
     config: FakeConfig
 
     def respond(self, route_type: RouteType, payload: dict[str, Any]) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from gateway_server.providers._translate import (
     text_of,
     tool_choice_of,
 )
-from gateway_server.providers.base import Adapter, ProviderConfig, UpstreamRequest
+from gateway_server.providers.base import Adapter, ProviderConfig, UpstreamRequest, origin_of
 from gateway_server.providers.streaming import StreamEvent, chat_chunk
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
@@ -104,6 +104,7 @@ class GeminiAdapter(Adapter):
         model = (model_name or "").removeprefix("models/")
         self.resource = f"models/{model}"
         prefix = f"{config.gemini_api_base}/{quote(model, safe='')}"
+        self.origin = origin_of(config.gemini_api_base)
         self.generate_url = f"{prefix}:generateContent"
         self.stream_url = f"{prefix}:streamGenerateContent?alt=sse"
         self.embed_url = f"{prefix}:batchEmbedContents"

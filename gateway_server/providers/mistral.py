@@ -39,7 +39,13 @@ from gateway_server.providers._translate import (
     refuse,
     shape_error,
 )
-from gateway_server.providers.base import Adapter, ProviderConfig, UpstreamRequest, reason_from_body
+from gateway_server.providers.base import (
+    Adapter,
+    ProviderConfig,
+    UpstreamRequest,
+    origin_of,
+    reason_from_body,
+)
 from gateway_server.providers.streaming import StreamEvent, chat_chunk
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
@@ -77,6 +83,7 @@ class MistralAdapter(Adapter):
         super().__init__(config, model_name)
         self.chat_url = f"{config.mistral_api_base}/chat/completions"
         self.embeddings_url = f"{config.mistral_api_base}/embeddings"
+        self.origin = origin_of(config.mistral_api_base)
         self.headers = {
             "Authorization": f"Bearer {config.mistral_api_key.get()}",
             "Content-Type": "application/json",

@@ -16,7 +16,7 @@ from pydantic import field_validator
 
 from gateway_server.errors import InvalidRequestError, UpstreamProtocolError
 from gateway_server.providers._translate import base_url, text_of, usage
-from gateway_server.providers.base import Adapter, ProviderConfig, UpstreamRequest
+from gateway_server.providers.base import Adapter, ProviderConfig, UpstreamRequest, origin_of
 from gateway_server.routes import RouteType
 
 __all__ = ["MlflowModelServingAdapter", "MlflowModelServingConfig"]
@@ -44,6 +44,7 @@ class MlflowModelServingAdapter(Adapter):
     def __init__(self, config: MlflowModelServingConfig, model_name: str | None) -> None:  # type: ignore[override]
         super().__init__(config, model_name)
         self.url = f"{config.model_server_url}/invocations"
+        self.origin = origin_of(config.model_server_url)
 
     def _request(self, route_type: RouteType, inputs: list[Any], payload: dict[str, Any]) -> UpstreamRequest:
         key = _INPUT_KEY[route_type]

@@ -16,7 +16,13 @@ import orjson
 from pydantic import field_validator, model_validator
 
 from gateway_server.errors import UpstreamError
-from gateway_server.providers.base import Adapter, ProviderConfig, UpstreamRequest, reason_from_body
+from gateway_server.providers.base import (
+    Adapter,
+    ProviderConfig,
+    UpstreamRequest,
+    origin_of,
+    reason_from_body,
+)
 from gateway_server.providers.streaming import StreamEvent
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
@@ -119,6 +125,7 @@ class OpenAIAdapter(Adapter):
             f"?api-version={quote(config.openai_api_version, safe='')}" if config.openai_api_version else ""
         )
         self.urls = {route_type: f"{base}/{path}{query}" for route_type, path in _PATHS.items()}
+        self.origin = origin_of(base)
 
     def _request(self, route_type: RouteType, payload: dict[str, Any]) -> UpstreamRequest:
         body = {key: value for key, value in payload.items() if value is not None}

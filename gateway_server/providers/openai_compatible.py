@@ -19,7 +19,7 @@ from typing import ClassVar
 from pydantic import field_validator, model_validator
 
 from gateway_server.providers._translate import base_url
-from gateway_server.providers.base import Adapter, ProviderConfig
+from gateway_server.providers.base import Adapter, ProviderConfig, origin_of
 from gateway_server.providers.openai import _PATHS, OpenAIAdapter
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
@@ -97,6 +97,7 @@ class OpenAICompatibleAdapter(OpenAIAdapter):
         self.headers = headers
         self.sends_model = True
         self.urls = {route_type: f"{base}/{path}" for route_type, path in _PATHS.items()}
+        self.origin = origin_of(base)
 
 
 def _preset(

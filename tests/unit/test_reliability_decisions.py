@@ -178,13 +178,40 @@ def test_plan_split_and_fallbacks() -> None:
     assert build_plan(route, board).primaries[0].breaker is plan.primaries[0].breaker
 
 
-def test_upstream_key_names_provider_base_and_model() -> None:
+def test_upstream_key_names_provider_origin_and_model() -> None:
     route = _route(
         """  - name: chat
     route_type: llm/v1/chat
-    model: {provider: openai, name: gpt, config: {openai_api_key: secret-key, openai_api_base: 'http://h1/v1'}}
+    model: {provider: openai, name: gpt, config: {openai_api_key: secret-key, openai_api_base: 'https://H1:443/v1'}}
 """
     )
-    model = route.primary_models[0]
-    key = upstream_key("openai", model.config, model.name)
-    assert key == "openai http://h1/v1 gpt" and "secret" not in key
+    adapter = build_plan(route, BreakerBoard()).primaries[0].adapter
+    key = upstream_key(adapter)
+    assert key == "openai https://h1 gpt" and "secret" not in key
+
+
+def _bedrock(name: str, endpoint: str) -> str:
+    return f"""  - name: {name}
+    route_type: llm/v1/chat
+    model:
+      provider: bedrock
+      name: anthropic.claude-3-haiku
+      config:
+        aws_config: {{aws_region: us-east-1, aws_access_key_id: AKID, aws_secret_access_key: s3cr3t, endpoint_url: '{endpoint}'}}
+"""
+
+
+def test_breakers_are_keyed_by_the_exact_upstream_origin() -> None:
+    """Two Bedrock routes in one region on different endpoints: the key used to be guessed from
+    config field names (``aws_region`` before ``endpoint_url``), so they shared one breaker and one
+    failing endpoint paused the other."""
+    config = parse_config(
+        "routes:\n" + _bedrock("east", "http://127.0.0.1:8001") + _bedrock("proxy", "http://127.0.0.1:8002")
+    )
+    board = BreakerBoard(threshold=2)
+    first, second = (build_plan(route, board).primaries[0] for route in config.routes)
+    assert first.breaker is not second.breaker
+    assert upstream_key(first.adapter) == "bedrock http://127.0.0.1:8001 anthropic.claude-3-haiku"
+    first.breaker.failure(0)
+    first.breaker.failure(0)
+    assert not first.breaker.available(1) and second.breaker.available(1)
