@@ -17,7 +17,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from gateway_server.config import GatewayConfig, RouteConfig
-from gateway_server.errors import GatewayError, RouteNotFoundError
+from gateway_server.errors import ConfigNotPersistableError, GatewayError, RouteNotFoundError
 
 __all__ = ["FileStore", "OnChange", "RouteStore"]
 
@@ -85,8 +85,6 @@ class FileStore:
 
     def check_writable(self) -> None:
         if self.path is None:
-            from gateway_server.persist import ConfigNotPersistableError
-
             raise ConfigNotPersistableError()
 
     # persist.py (and ruamel.yaml) is imported on the first change: a gateway that only serves never
