@@ -43,16 +43,18 @@ class RedisWindows:
         from limits.storage import storage_from_string
         from redis import RedisError
 
-        storage = storage_from_string(
-            _limits_redis_uri(self.shared.url),
-            implementation="redispy",
-            connection_pool=self.shared.pool,
-            key_prefix=self.shared.limits_prefix,
-        )
+        # The package types its options as scalars; the pool is passed through to redis-py as is.
+        options: dict[str, Any] = {
+            "implementation": "redispy",
+            "connection_pool": self.shared.pool,
+            "key_prefix": self.shared.limits_prefix,
+        }
+        storage: Any = storage_from_string(_limits_redis_uri(self.shared.url), **options)
         self._errors = (RedisError, OSError)
         bridge = storage.bridge
         self._script = bridge.get_connection().register_script(_one_trip_script(bridge))
-        self._limiter = STRATEGIES["sliding-window-counter"](storage)
+        strategy: Any = STRATEGIES["sliding-window-counter"]
+        self._limiter = strategy(storage)
         return self._limiter
 
     async def hit(self, route: RouteLimit, key: str) -> Decision:

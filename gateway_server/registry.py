@@ -66,6 +66,7 @@ class RouteIndex:
     """
 
     __slots__ = ("_entries",)
+    _entries: dict[str, RouteEntry]
 
     def __init__(
         self,

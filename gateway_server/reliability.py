@@ -33,7 +33,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -363,7 +363,7 @@ async def open_stream(
     *,
     rng: random.Random | Any = random,
     clock: Clock = time.monotonic,
-) -> tuple[Target, list[dict[str, Any]] | None, AsyncIterator[list[dict[str, Any]]]]:
+) -> tuple[Target, list[dict[str, Any]] | None, AsyncGenerator[list[dict[str, Any]], None]]:
     """Open a stream along the plan: retried only until its first chunk is ready.
 
     Chunks come in batches, one per upstream read (``UpstreamClient.stream_batches``). Returns
@@ -373,22 +373,22 @@ async def open_stream(
     """
     deadline = Deadline(plan.timeout, clock)
 
-    async def run(target: Target, deadline: Deadline) -> tuple[Any, AsyncIterator[list[dict[str, Any]]]]:
+    async def run(target: Target, deadline: Deadline) -> tuple[Any, AsyncGenerator[list[dict[str, Any]], None]]:
         adapter = target.adapter
         if adapter.in_process:
-            chunks: AsyncIterator[list[dict[str, Any]]] = _aiter(adapter.respond_stream(route_type, payload))
+            chunks: AsyncGenerator[list[dict[str, Any]], None] = _aiter(adapter.respond_stream(route_type, payload))
         else:
             chunks = upstream.stream_batches(adapter, route_type, payload, plan.timeout)
         try:
             async with asyncio.timeout(deadline.remaining()):
                 first = await anext(chunks, None)
         except TimeoutError:
-            await chunks.aclose()  # type: ignore[attr-defined]
+            await chunks.aclose()
             raise UpstreamTimeoutError(
                 f"{adapter.name} did not start streaming within the route's deadline", provider=adapter.name
             ) from None
         except BaseException:
-            await chunks.aclose()  # type: ignore[attr-defined]
+            await chunks.aclose()
             raise
         return first, chunks
 
@@ -396,5 +396,5 @@ async def open_stream(
     return target, first, chunks
 
 
-async def _aiter(chunks: Sequence[dict[str, Any]]) -> AsyncIterator[list[dict[str, Any]]]:
+async def _aiter(chunks: Sequence[dict[str, Any]]) -> AsyncGenerator[list[dict[str, Any]], None]:
     yield list(chunks)  # an in-process answer is ready at once: one batch

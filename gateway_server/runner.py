@@ -60,7 +60,7 @@ def run(
     reload_interval = float(os.environ.get(RELOAD_INTERVAL_ENV, RELOAD_INTERVAL))
     log_config = _log_config()
     logging.config.dictConfig(log_config)  # now, so the lines below print too; uvicorn applies it again
-    common = {
+    common: dict[str, Any] = {
         "host": host,
         "port": port,
         "loop": _event_loop(),

@@ -84,8 +84,9 @@ _BY_TYPE: dict[str, type[GatewayError]] = {
 def _message_of(payload: Any) -> str:
     if isinstance(payload, dict):
         error = payload.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return error["message"]
+        message = error.get("message") if isinstance(error, dict) else None
+        if isinstance(message, str):
+            return message
         if isinstance(error, str):
             return error
         detail = payload.get("detail")

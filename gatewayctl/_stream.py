@@ -8,7 +8,7 @@ typed error a non-2xx answer would give. Each event is one ``data:`` line (what 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any, Protocol
 
 import httpx
@@ -58,7 +58,7 @@ def _is_event_stream(response: httpx.Response) -> bool:
     return response.headers.get("content-type", "").startswith("text/event-stream")
 
 
-def _chunks(response: httpx.Response) -> Iterator[dict[str, Any]]:
+def _chunks(response: httpx.Response) -> Generator[dict[str, Any], None, None]:
     if not _is_event_stream(response):
         response.read()
         yield json_body(response)
@@ -71,7 +71,7 @@ def _chunks(response: httpx.Response) -> Iterator[dict[str, Any]]:
             yield chunk
 
 
-async def _achunks(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+async def _achunks(response: httpx.Response) -> AsyncGenerator[dict[str, Any], None]:
     if not _is_event_stream(response):
         await response.aread()
         yield json_body(response)

@@ -146,8 +146,9 @@ def _resolve(state: Any, invocation: Invocation, payload: dict[str, Any]) -> Rou
     entry = state.registry.get(invocation.name)
     if entry is None:
         raise RouteNotFoundError(
-            invocation.name, noun="route" if invocation.flavor is Flavor.LEGACY else "endpoint"
-        )  # type: ignore[arg-type]
+            invocation.name,  # type: ignore[arg-type]  # set on every non-/v1 invocation
+            noun="route" if invocation.flavor is Flavor.LEGACY else "endpoint",
+        )
     # The route defines the model; a caller's ``model`` is ignored here (MLflow answers 422).
     payload.pop("model", None)
     return entry

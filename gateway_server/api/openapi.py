@@ -140,7 +140,7 @@ def install_openapi(app: FastAPI) -> None:
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        models = [
+        models: list[type[BaseModel]] = [
             ChatRequest,
             CompletionsRequest,
             EmbeddingsRequest,
@@ -157,7 +157,9 @@ def install_openapi(app: FastAPI) -> None:
                 components.setdefault(name, sub)
             components[model.__name__] = definition
         for path, summary, body, named in _DOCS:
-            bodies = [body] if not named else [ChatRequest, CompletionsRequest, EmbeddingsRequest]
+            bodies: list[type[BaseModel]] = (
+                [body] if not named else [ChatRequest, CompletionsRequest, EmbeddingsRequest]
+            )
             schema["paths"][path] = {"post": _operation(summary, bodies, named)}
         app.openapi_schema = schema
         return schema

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from time import perf_counter
 from typing import Any
 
@@ -116,7 +116,7 @@ async def stream_response(
 
 async def _forward(
     first: list[dict[str, Any]] | None,
-    batches: AsyncIterator[list[dict[str, Any]]],
+    batches: AsyncGenerator[list[dict[str, Any]], None],
     decorate: _ChunkDecorator,
     receive: Any,
     send: Any,

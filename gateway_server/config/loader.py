@@ -17,6 +17,7 @@ from typing import Annotated, Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from gateway_server.config.models import (
     _DUPLICATES_SEEN,
@@ -61,7 +62,7 @@ def parse_config(text: str, path: str | None = None) -> GatewayConfig:
         ) from None
     locator = _Locator(path, lines, data)
     if not isinstance(data, dict):
-        locator.fail([("", "the file must be a mapping with a 'routes:' (or 'endpoints:') list")])
+        locator.fail([((), "the file must be a mapping with a 'routes:' (or 'endpoints:') list")])
     top = "endpoints" if "endpoints" in data and "routes" not in data else "routes"
     raw_routes = data.get(top)
     issues: list[tuple[tuple[Any, ...], str]] = []
@@ -245,7 +246,7 @@ def _warnings(config: GatewayConfig, top: str) -> list[tuple[tuple[Any, ...], st
 # ---------------------------------------------------------------- messages
 
 
-def _message(error: dict[str, Any], loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> str:
+def _message(error: ErrorDetails, loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         allowed = _allowed_keys(root or GatewayConfig, loc, relative=root is not None)

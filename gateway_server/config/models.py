@@ -218,7 +218,7 @@ class AuthKeyConfig(_Strict):
     name: str
     key: Secret | None = None
     key_sha256: str | None = None
-    scopes: list[Literal["query", "admin"]] = Field(default_factory=lambda: ["query"])
+    scopes: list[Literal["query", "admin"]] = Field(default_factory=lambda: ["query"])  # type: ignore[arg-type]
 
     @field_validator("key_sha256")
     @classmethod

@@ -68,7 +68,7 @@ class _Registry(MutableMapping[str, type[Adapter]]):
             module, _, attribute = entry.partition(":")
             entry = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
             self._entries[key] = entry
-        return entry  # type: ignore[return-value]
+        return entry
 
     def __setitem__(self, key: str, value: type[Adapter]) -> None:
         self._entries[key] = value

@@ -115,7 +115,7 @@ class AnthropicAdapter(Adapter):
     streaming_route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
     config: AnthropicConfig
 
-    def __init__(self, config: AnthropicConfig, model_name: str | None) -> None:  # type: ignore[override]
+    def __init__(self, config: AnthropicConfig, model_name: str | None) -> None:
         super().__init__(config, model_name)
         self.url = f"{config.anthropic_api_base}/messages"
         self.origin = origin_of(config.anthropic_api_base)
@@ -243,7 +243,7 @@ class AnthropicAdapter(Adapter):
             return [self._chunk(state, {}, finish_reason=finish, usage=_usage(counts))]
         if kind == "error":
             error = data.get("error") or {}
-            status = _ERROR_STATUS.get(error.get("type"), 500)
+            status = _ERROR_STATUS.get(str(error.get("type")), 500)
             raise UpstreamStatusError(
                 provider=self.name,
                 upstream_status=self.map_error_status(status, data),
@@ -341,7 +341,7 @@ def _messages(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]
 def _user_blocks(content: Any, field: str) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
-    blocks = []
+    blocks: list[dict[str, Any]] = []
     for index, part in enumerate(content or ()):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text":

@@ -156,7 +156,7 @@ class BedrockAdapter(Adapter):
     streaming_route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
     config: BedrockConfig
 
-    def __init__(  # type: ignore[override]
+    def __init__(
         self,
         config: BedrockConfig,
         model_name: str | None,

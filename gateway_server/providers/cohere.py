@@ -83,7 +83,7 @@ class CohereAdapter(Adapter):
     streaming_route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
     config: CohereConfig
 
-    def __init__(self, config: CohereConfig, model_name: str | None) -> None:  # type: ignore[override]
+    def __init__(self, config: CohereConfig, model_name: str | None) -> None:
         super().__init__(config, model_name)
         self.chat_url = f"{config.cohere_api_base}/chat"
         self.embed_url = f"{config.cohere_api_base}/embed"

@@ -99,7 +99,7 @@ class GeminiAdapter(Adapter):
     streaming_route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
     config: GeminiConfig
 
-    def __init__(self, config: GeminiConfig, model_name: str | None) -> None:  # type: ignore[override]
+    def __init__(self, config: GeminiConfig, model_name: str | None) -> None:
         super().__init__(config, model_name)
         model = (model_name or "").removeprefix("models/")
         self.resource = f"models/{model}"
@@ -323,7 +323,7 @@ def _contents(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]
 def _user_parts(content: Any, field: str) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"text": content}]
-    parts = []
+    parts: list[dict[str, Any]] = []
     for index, part in enumerate(content or ()):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text":
@@ -349,7 +349,7 @@ def _model_parts(message: dict[str, Any], field: str, names: dict[str, str]) -> 
     parts: list[dict[str, Any]] = [{"text": text}] if text else []
     for index, call in enumerate(message.get("tool_calls") or ()):
         function = call.get("function") or {}
-        names[call.get("id")] = function.get("name")
+        names[str(call.get("id"))] = str(function.get("name"))
         arguments = load_arguments(
             function.get("arguments"), f"{field}.tool_calls[{index}].function.arguments"
         )
@@ -391,7 +391,8 @@ def _generation_config(payload: dict[str, Any]) -> dict[str, Any]:
     kind = response_format.get("type") if isinstance(response_format, dict) else response_format
     if kind in ("json_object", "json_schema"):
         config["responseMimeType"] = "application/json"
-        schema = (response_format.get("json_schema") or {}).get("schema")
+        spec = response_format.get("json_schema") if isinstance(response_format, dict) else None
+        schema = (spec or {}).get("schema")
         if kind == "json_schema" and schema:
             config["responseJsonSchema"] = schema
     elif kind not in (None, "text"):
@@ -445,4 +446,4 @@ def _usage(metadata: dict[str, Any] | None) -> dict[str, Any]:
 def _reasons(body: Any) -> set[str]:
     error = body.get("error") if isinstance(body, dict) else None
     details = error.get("details") if isinstance(error, dict) else None
-    return {item.get("reason") for item in details or () if isinstance(item, dict)} - {None}
+    return {str(item["reason"]) for item in details or () if isinstance(item, dict) and item.get("reason")}

@@ -57,7 +57,7 @@ class TGIAdapter(OpenAICompatibleAdapter):
     streaming_route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
     config: TGIConfig  # type: ignore[assignment]
 
-    def __init__(self, config: TGIConfig, model_name: str | None) -> None:  # type: ignore[override]
+    def __init__(self, config: TGIConfig, model_name: str | None) -> None:
         Adapter.__init__(self, config, model_name)
         server = config.hf_server_url
         self.use_openai_wire(f"{server}/v1", None)  # chat: the Messages API

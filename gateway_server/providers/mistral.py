@@ -79,7 +79,7 @@ class MistralAdapter(Adapter):
     streaming_route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
     config: MistralConfig
 
-    def __init__(self, config: MistralConfig, model_name: str | None) -> None:  # type: ignore[override]
+    def __init__(self, config: MistralConfig, model_name: str | None) -> None:
         super().__init__(config, model_name)
         self.chat_url = f"{config.mistral_api_base}/chat/completions"
         self.embeddings_url = f"{config.mistral_api_base}/embeddings"

@@ -41,7 +41,7 @@ class MlflowModelServingAdapter(Adapter):
     route_types = frozenset(RouteType)
     config: MlflowModelServingConfig
 
-    def __init__(self, config: MlflowModelServingConfig, model_name: str | None) -> None:  # type: ignore[override]
+    def __init__(self, config: MlflowModelServingConfig, model_name: str | None) -> None:
         super().__init__(config, model_name)
         self.url = f"{config.model_server_url}/invocations"
         self.origin = origin_of(config.model_server_url)

@@ -9,7 +9,7 @@ route's model injected; for Azure the deployment in the URL names the model inst
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import orjson
@@ -98,12 +98,12 @@ _PATHS = {
 class OpenAIAdapter(Adapter):
     name = "openai"
     display_name = "OpenAI"
-    config_model = OpenAIConfig
+    config_model: ClassVar[type[ProviderConfig]] = OpenAIConfig
     route_types = frozenset(RouteType)
     streaming_route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
     config: OpenAIConfig
 
-    def __init__(self, config: OpenAIConfig, model_name: str | None) -> None:  # type: ignore[override]
+    def __init__(self, config: OpenAIConfig, model_name: str | None) -> None:
         super().__init__(config, model_name)
         api_type = config.openai_api_type
         key = config.openai_api_key.get()

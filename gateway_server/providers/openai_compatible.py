@@ -86,7 +86,7 @@ class OpenAICompatibleAdapter(OpenAIAdapter):
     default_api_key: ClassVar[str | None] = None
     config: OpenAICompatibleConfig  # type: ignore[assignment]
 
-    def __init__(self, config: OpenAICompatibleConfig, model_name: str | None) -> None:  # type: ignore[override]
+    def __init__(self, config: OpenAICompatibleConfig, model_name: str | None) -> None:
         Adapter.__init__(self, config, model_name)  # OpenAIAdapter's own reads OpenAI-only fields
         self.use_openai_wire(config.api_base or self.default_api_base, config.key() or self.default_api_key)
 

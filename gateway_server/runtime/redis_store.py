@@ -83,7 +83,9 @@ class RedisStore:
     async def _read(self) -> tuple[int, dict[str, bytes], set[str]]:
         routes, deleted, version = self.shared.keys
         async with self.shared.client.pipeline(transaction=True) as pipe:
-            pipe.get(version).hgetall(routes).smembers(deleted)
+            pipe.get(version)
+            pipe.hgetall(routes)
+            pipe.smembers(deleted)
             raw_version, created, tombstones = await pipe.execute()
         names = {name.decode(): raw for name, raw in created.items()}
         return int(raw_version or 0), names, {name.decode() for name in tombstones}

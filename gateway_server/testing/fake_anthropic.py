@@ -188,7 +188,7 @@ def _stream(
     chunks = [sse({"type": "message_start", "message": message}, "message_start")]
     for index, block in enumerate(content):
         if block["type"] == "text":
-            opening = {"type": "text", "text": ""}
+            opening: dict[str, Any] = {"type": "text", "text": ""}
             deltas = [{"type": "text_delta", "text": word} for word in words(block["text"])]
         else:
             opening = {**block, "input": {}}

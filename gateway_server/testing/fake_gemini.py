@@ -183,7 +183,8 @@ class FakeGemini(FakeUpstream):
         answered = any("functionResponse" in part for part in last["parts"])
         if declarations and calling.get("mode", "AUTO") != "NONE" and last["role"] == "user" and not answered:
             name = (calling.get("allowedFunctionNames") or [declarations[0]["name"]])[0]
-            parts, finish, output = [{"functionCall": {"name": name, "args": {"text": text}}}], "STOP", 1
+            parts: list[dict[str, Any]] = [{"functionCall": {"name": name, "args": {"text": text}}}]
+            finish, output = "STOP", 1
         else:
             ending = truncate(text, config.get("stopSequences"), config.get("maxOutputTokens"))
             parts, finish, output = [{"text": ending.text}], _FINISH[ending.reason], count_tokens(ending.text)

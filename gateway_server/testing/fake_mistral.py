@@ -89,12 +89,12 @@ class FakeMistral(FakeUpstream):
             return body
         bad_id = _bad_call_id(body["messages"])
         if bad_id is not None:
-            message = f"Tool call id was {bad_id} but must be a-z, A-Z, 0-9, with a length of 9."
+            problem = f"Tool call id was {bad_id} but must be a-z, A-Z, 0-9, with a length of 9."
             return Reply(
                 400,
                 {
                     "object": "error",
-                    "message": message,
+                    "message": problem,
                     "type": "invalid_function_call",
                     "param": None,
                     "code": "3280",
@@ -124,7 +124,7 @@ class FakeMistral(FakeUpstream):
                 "function": {"name": name, "arguments": orjson.dumps({"text": text}).decode()},
                 "index": 0,
             }
-            message = {"role": "assistant", "content": "", "tool_calls": [call], "prefix": False}
+            message: dict[str, Any] = {"role": "assistant", "content": "", "tool_calls": [call], "prefix": False}
             finish, output = "tool_calls", 1
         else:
             ending = truncate(text, _stops(body.get("stop")), body.get("max_tokens"))

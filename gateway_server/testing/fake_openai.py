@@ -291,7 +291,7 @@ class FakeOpenAI(FakeUpstream):
             choice = {"text": text, "index": index, "logprobs": None, "finish_reason": finish}
             return sse({**base, "choices": [choice]})
 
-        chunks = []
+        chunks: list[bytes] = []
         for index, (text, finish) in enumerate(answers):
             chunks.extend(chunk(index, word) for word in _WORD.findall(text))
             chunks.append(chunk(index, "", finish))

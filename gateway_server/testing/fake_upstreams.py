@@ -289,7 +289,7 @@ class FakeUpstream:
 
     def _match(
         self, scope: dict[str, Any], body: bytes
-    ) -> tuple[RecordedRequest, Callable[[RecordedRequest], Reply | Stream] | None]:
+    ) -> tuple[RecordedRequest, Callable[[RecordedRequest], Reply | Stream]]:
         path, method = scope["path"], scope["method"]
         allowed: list[str] = []
         found: tuple[dict[str, str], Any] = ({}, None)

@@ -163,6 +163,7 @@ class ServerThread:
         self.stop()
 
     def _run(self) -> None:
+        assert self._socket is not None  # bound by start() before the thread runs
         try:
             self._server.run(sockets=[self._socket])
         except BaseException as exc:  # handed to the test thread by stop()

@@ -12,7 +12,7 @@ by the app's lifespan and shared by every route; adapters never see it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 from urllib.parse import urlsplit
@@ -117,7 +117,7 @@ class UpstreamClient:
 
     async def stream_batches(
         self, adapter: Adapter, route_type: RouteType, payload: dict[str, Any], timeout: float
-    ) -> AsyncIterator[list[dict[str, Any]]]:
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
         """Standard chunks as the upstream sends them, grouped by upstream read: whatever one read
         brought is forwarded together (one write to the client instead of one per event, and no
         waiting for more). Nothing is yielded before the upstream has answered 2xx, so a failure

@@ -77,7 +77,7 @@ class Headers(dict[str, str]):
 
     __slots__ = ()
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         return dict.get(self, name.lower(), default)
 
     def __getitem__(self, name: str) -> str:
@@ -274,8 +274,8 @@ class ConnectionPool:
             )
         except OSError as exc:  # socket.gaierror and ssl.SSLError are OSErrors too
             raise ConnectError(exc.errno, exc.strerror or str(exc)) from exc
-        conn.key = target.key  # type: ignore[attr-defined]
-        return conn  # type: ignore[return-value]
+        conn.key = target.key
+        return conn
 
     def _release(self, conn: _Connection) -> None:
         conn.disarm()
@@ -507,4 +507,4 @@ class _Deflate:
         return self._inner.decompress(data)  # type: ignore[no-any-return]
 
     def flush(self) -> bytes:
-        return self._inner.flush() if self._inner is not None else b""  # type: ignore[no-any-return]
+        return self._inner.flush() if self._inner is not None else b""

@@ -165,7 +165,7 @@ def _zsh_action(param: _Param) -> str:
 
 
 def _zsh_specs(command: _Command) -> list[str]:
-    specs = []
+    specs: list[str] = []
     for option in command.options:
         star = "*" if option.repeatable else ""
         value = f":value:{_zsh_action(option)}" if option.takes_value else ""
@@ -188,11 +188,11 @@ def _zsh_function(command: _Command) -> list[str]:
         f"                {sub.path[-1]}) _{'_'.join(sub.path).replace('-', '_')} ;;"
         for sub in command.subcommands
     )
-    specs = " \\\n        ".join([*_zsh_specs(command), "'1: :->command'", "'*:: :->argument'"])
+    joined = " \\\n        ".join([*_zsh_specs(command), "'1: :->command'", "'*:: :->argument'"])
     return [
         *lines,
         '    local curcontext="$curcontext" state line',
-        f"    _arguments -C \\\n        {specs}",
+        f"    _arguments -C \\\n        {joined}",
         "    case $state in",
         "        command)",
         "            local -a commands",

@@ -102,6 +102,7 @@ def _route_from_options(
     missing = [hint for hint, value in needed.items() if not value]
     if missing:
         raise typer.BadParameter(f"missing {', '.join(missing)} (or use --from-file)")
+    assert route_type is not None  # one of the required values checked just above
     return (
         str(name),
         RouteType(route_type).value,
