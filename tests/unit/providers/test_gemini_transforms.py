@@ -359,3 +359,11 @@ def test_gemini_sample_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     for route in config.routes:
         assert get_adapter_class(route.model.provider) is GeminiAdapter
         assert route.model.config.gemini_api_key.get() == "AIza-sample"
+
+
+def test_gemini_response_format_given_as_a_bare_string() -> None:
+    """``"response_format": "json_object"`` (a string, not an object) used to raise AttributeError."""
+    request = _adapter().build_chat_request(
+        {"messages": [{"role": "user", "content": "hi"}], "response_format": "json_object"}
+    )
+    assert request.body["generationConfig"]["responseMimeType"] == "application/json"
