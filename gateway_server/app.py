@@ -25,7 +25,8 @@ from gateway_server.app_state import GatewayState
 from gateway_server.auth import ALLOW_UNAUTHENTICATED_ADMIN_ENV
 from gateway_server.config import GatewayConfig, load_config
 from gateway_server.reload import RELOAD_INTERVAL, watch_config
-from gateway_server.upstream.client import ConnectionPool, UpstreamClient
+from gateway_server.upstream.clients import Upstreams
+from gateway_server.upstream.pool import ConnectionPool
 
 __all__ = [
     "CONFIG_ENV",
@@ -122,7 +123,9 @@ class GatewayApp:
         if pool is None:
             pool = ConnectionPool()
             stack.push_async_callback(pool.close)
-        self.state.upstream = UpstreamClient(pool)
+        upstreams = Upstreams(pool, default=self.state.config.server.upstream_transport)
+        stack.push_async_callback(upstreams.close)
+        self.state.upstream = upstreams
         routes = self.state.routes
         # The route store loads what it holds before start-up completes (Redis: the shared routes).
         await stack.enter_async_context(routes.running())

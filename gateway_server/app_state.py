@@ -13,7 +13,7 @@ from gateway_server.registry import RouteIndex
 from gateway_server.runtime import FileStore, RouteStore, RouteTable
 from gateway_server.runtime.redis_store import RedisStore
 from gateway_server.shared import SharedState
-from gateway_server.upstream.client import UpstreamClient
+from gateway_server.upstream.clients import Upstreams
 
 __all__ = ["GatewayState"]
 
@@ -23,7 +23,7 @@ class GatewayState:
     # The live route set and everything swapped with it (config, index, keys, body cap). Only the
     # table changes them; the read-only properties below are views for the request handlers.
     routes: RouteTable
-    upstream: UpstreamClient | None = None  # set by the app's lifespan (the pooled session)
+    upstream: Upstreams | None = None  # set by the app's lifespan: one client per upstream transport
     metrics: Metrics = field(default_factory=Metrics)
     # Per-process counts unless shared_state is set (the runner refuses workers>1 then).
     limiter: RateLimiter = field(default_factory=RateLimiter)

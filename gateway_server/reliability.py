@@ -50,6 +50,8 @@ from gateway_server.errors import (
 )
 from gateway_server.providers import Adapter, get_adapter_class
 from gateway_server.routes import RouteType
+from gateway_server.upstream.clients import Upstreams
+from gateway_server.upstream.transport import transport_for
 
 if TYPE_CHECKING:
     from gateway_server.config import Model, RouteConfig
@@ -201,6 +203,7 @@ class Target:
     label: str  # "<provider>/<model>", the X-Gateway-Model header
     header: bytes
     breaker: CircuitBreaker
+    transport: str | None = None  # upstream/transport.py; None: the server's default
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +230,7 @@ class Plan:
         return [chosen, *self.fallbacks]
 
 
-def _target(model: Model, board: BreakerBoard) -> Target:
+def _target(model: Model, board: BreakerBoard, transport: str | None) -> Target:
     adapter_cls = get_adapter_class(model.provider)
     assert adapter_cls is not None and model.config is not None  # guaranteed by config validation
     label = f"{adapter_cls.name}/{model.name or '-'}"
@@ -237,11 +240,12 @@ def _target(model: Model, board: BreakerBoard) -> Target:
         label=label,
         header=label.encode("latin-1", "replace"),
         breaker=board.get(upstream_key(adapter)),
+        transport=transport_for(adapter.origin, transport),
     )
 
 
 def build_plan(route: RouteConfig, board: BreakerBoard) -> Plan:
-    primaries = tuple(_target(model, board) for model in route.primary_models)
+    primaries = tuple(_target(model, board, route.transport) for model in route.primary_models)
     weights = None
     if route.models is not None:
         weights = tuple(model.weight for model in route.models)
@@ -250,7 +254,7 @@ def build_plan(route: RouteConfig, board: BreakerBoard) -> Plan:
     return Plan(
         primaries=primaries,
         weights=weights,
-        fallbacks=tuple(_target(model, board) for model in route.fallbacks),
+        fallbacks=tuple(_target(model, board, route.transport) for model in route.fallbacks),
         policy=policy,
         timeout=route.timeout or DEFAULT_TIMEOUT_SECONDS,
     )
@@ -335,7 +339,7 @@ async def _attempts(
 
 
 async def call(
-    upstream: Any,
+    upstream: Upstreams,
     plan: Plan,
     route_type: RouteType,
     payload: dict[str, Any],
@@ -347,16 +351,14 @@ async def call(
     deadline = Deadline(plan.timeout, clock)
 
     async def run(target: Target, deadline: Deadline) -> dict[str, Any]:
-        adapter = target.adapter
-        if adapter.in_process:
-            return adapter.respond(route_type, payload)
-        return await upstream.call(adapter, route_type, payload, deadline.remaining())  # type: ignore[no-any-return]
+        client = upstream.client(target.transport)
+        return await client.call(target.adapter, route_type, payload, deadline.remaining())
 
     return await _attempts(plan, deadline, run, rng=rng)
 
 
 async def open_stream(
-    upstream: Any,
+    upstream: Upstreams,
     plan: Plan,
     route_type: RouteType,
     payload: dict[str, Any],
@@ -375,10 +377,7 @@ async def open_stream(
 
     async def run(target: Target, deadline: Deadline) -> tuple[Any, AsyncGenerator[list[dict[str, Any]], None]]:
         adapter = target.adapter
-        if adapter.in_process:
-            chunks: AsyncGenerator[list[dict[str, Any]], None] = _aiter(adapter.respond_stream(route_type, payload))
-        else:
-            chunks = upstream.stream_batches(adapter, route_type, payload, plan.timeout)
+        chunks = upstream.client(target.transport).stream_batches(adapter, route_type, payload, plan.timeout)
         try:
             async with asyncio.timeout(deadline.remaining()):
                 first = await anext(chunks, None)
@@ -395,6 +394,3 @@ async def open_stream(
     (first, chunks), target = await _attempts(plan, deadline, run, rng=rng)
     return target, first, chunks
 
-
-async def _aiter(chunks: Sequence[dict[str, Any]]) -> AsyncGenerator[list[dict[str, Any]], None]:
-    yield list(chunks)  # an in-process answer is ready at once: one batch

@@ -96,7 +96,7 @@ async def stream_response(
     served, first, chunks = await open_stream(state.upstream, entry.plan, entry.route_type, payload)
     adapter = served.adapter
     decorate = _ChunkDecorator(entry, adapter.model_name)
-    upstream_seconds = 0.0 if adapter.in_process else perf_counter() - upstream_started
+    upstream_seconds = perf_counter() - upstream_started
     overhead_ms = (perf_counter() - started - upstream_seconds) * 1000
     await send(
         {

@@ -157,6 +157,8 @@ class RouteConfig(_Strict):
     retry: RetryConfig | None = None
     timeout: float | None = Field(default=None, gt=0)
     limit: LimitConfig | None = None
+    # How this route's upstream calls travel (upstream/transport.py); None: server.upstream_transport.
+    transport: Literal["pool", "httpx"] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -250,6 +252,8 @@ class ServerConfig(_Strict):
     shared_state: str | None = None
     max_request_bytes: int = Field(default=1024 * 1024, gt=0)
     cors_origins: list[str] = Field(default_factory=list)
+    # pool: our HTTP/1.1 client (fastest); httpx: proxies from the environment, HTTP/2 (docs/operations.md).
+    upstream_transport: Literal["pool", "httpx"] = "pool"
 
     @field_validator("shared_state")
     @classmethod

@@ -118,8 +118,6 @@ class Adapter:
     route_types: ClassVar[frozenset[RouteType]] = frozenset()
     # Route types whose upstream streams (chat and/or completions); empty: no streaming.
     streaming_route_types: ClassVar[frozenset[RouteType]] = frozenset()
-    # True for providers answered inside the process (``fake``): no upstream request is made.
-    in_process: ClassVar[bool] = False
     # The exact upstream this adapter calls (``origin_of`` its base URL), set by each adapter's
     # ``__init__``: with the model name it keys the circuit breaker (breaker.upstream_key).
     origin: str = ""
@@ -155,14 +153,6 @@ class Adapter:
                 f"({type(exc).__name__}: {exc}); it does not have the documented shape",
                 provider=self.name,
             ) from exc
-
-    def respond(self, route_type: RouteType, payload: dict[str, Any]) -> dict[str, Any]:
-        """In-process providers answer here instead of building an upstream request."""
-        raise NotImplementedError
-
-    def respond_stream(self, route_type: RouteType, payload: dict[str, Any]) -> list[dict[str, Any]]:
-        """In-process providers' streamed answer: the standard chunks, in order."""
-        raise NotImplementedError
 
     # ----------------------------------------------------------- per route type (pure)
 

@@ -1,8 +1,13 @@
-"""``fake``: an in-process, offline, deterministic provider for the quick-start, demos and tests.
+"""``fake``: an offline, deterministic provider for the quick-start, demos and tests.
 
 It answers every route type without any network: chat and completions echo the input in a
 fixed sentence, embeddings are unit vectors derived from a hash of each text. Same input, same
 output, on every machine.
+
+It is an ordinary adapter speaking OpenAI's wire format to :data:`FAKE_ORIGIN`, an upstream that
+lives inside the process (``upstream/in_process.py`` serves it with :func:`answer` and
+:func:`answer_stream`, the pure functions below). So the fake goes through the same client,
+reliability loop, error mapping and stream parsing as every real provider.
 """
 
 from __future__ import annotations
@@ -10,16 +15,22 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, ClassVar
+from urllib.parse import quote, unquote
 
+import orjson
 from pydantic import Field
 
-from gateway_server.errors import InvalidRequestError
-from gateway_server.providers.base import Adapter, ProviderConfig
+from gateway_server.providers.base import ProviderConfig
+from gateway_server.providers.openai import OpenAIAdapter, OpenAIWire
 from gateway_server.providers.streaming import chat_chunk, completions_chunk
 from gateway_server.routes import RouteType
 
-__all__ = ["FakeAdapter", "FakeConfig", "fake_embedding"]
+__all__ = ["FAKE_ORIGIN", "FakeAdapter", "FakeConfig", "answer", "answer_stream", "fake_embedding"]
+
+FAKE_ORIGIN = "in-process://fake"  # served by upstream/in_process.py; no socket, no network
+_CONFIG_HEADER = "x-fake-config"
 
 
 class FakeConfig(ProviderConfig):
@@ -51,106 +62,109 @@ def _message_text(content: Any) -> str:
     return ""
 
 
-class FakeAdapter(Adapter):
+class FakeAdapter(OpenAIAdapter):
     name = "fake"
     display_name = "Fake (offline)"
-    config_model = FakeConfig
+    config_model: ClassVar[type[ProviderConfig]] = FakeConfig
     route_types = frozenset(RouteType)
     streaming_route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
-    in_process = True
-    origin = "in-process"
-    config: FakeConfig
+    config: FakeConfig  # type: ignore[assignment]
 
-    def respond(self, route_type: RouteType, payload: dict[str, Any]) -> dict[str, Any]:
-        n = payload.get("n") or 1
+    def openai_wire(self, config: ProviderConfig) -> OpenAIWire:
+        # The fake's settings travel with each request, as a real upstream's account settings would
+        # live upstream: percent-encoded JSON, so any reply prefix fits in a header.
+        settings = quote(orjson.dumps(config.model_dump()).decode())
+        return OpenAIWire.at(f"{FAKE_ORIGIN}/v1", {_CONFIG_HEADER: settings})
+
+
+def read_fake_config(headers: Iterable[tuple[bytes, bytes]]) -> FakeConfig:
+    """The :class:`FakeConfig` a request carries (ASGI headers), or the defaults."""
+    for name, value in headers:
+        if name == _CONFIG_HEADER.encode():
+            return FakeConfig.model_validate(orjson.loads(unquote(value.decode("latin-1"))))
+    return FakeConfig()
+
+
+def answer(route_type: RouteType, request: dict[str, Any], config: FakeConfig) -> dict[str, Any]:
+    """The fake upstream's answer to an OpenAI-shaped ``request`` (ValueError: a 400)."""
+    model = request.get("model")
+    n = request.get("n") or 1
+    if route_type is RouteType.CHAT:
+        messages = request["messages"]
+        last = next((m for m in reversed(messages) if m.get("role") == "user"), messages[-1])
+        prompt_text = " ".join(_message_text(m.get("content")) for m in messages)
+        reply, finish = _truncate(f"{config.reply_prefix} {_message_text(last.get('content'))}", request.get("max_tokens"))
+        choices = [
+            {"index": i, "message": {"role": "assistant", "content": reply}, "finish_reason": finish}
+            for i in range(n)
+        ]
+        return _envelope("chat.completion", model, choices, prompt_text, reply, n)
+    if route_type is RouteType.COMPLETIONS:
+        prompt = request["prompt"]
+        prompt_text = prompt if isinstance(prompt, str) else " ".join(map(str, prompt))
+        reply, finish = _truncate(f"{config.reply_prefix} {prompt_text}", request.get("max_tokens"))
+        choices = [{"index": i, "text": reply, "finish_reason": finish} for i in range(n)]
+        return _envelope("text_completion", model, choices, prompt_text, reply, n)
+    texts = request["input"]
+    if isinstance(texts, str):
+        texts = [texts]
+    if not all(isinstance(t, str) for t in texts):
+        raise ValueError("the fake provider embeds text only: 'input' must be a string or list of strings")
+    tokens = sum(_tokens(t) for t in texts)
+    return {
+        "object": "list",
+        "model": model,
+        "data": [
+            {"object": "embedding", "index": i, "embedding": fake_embedding(t, config.embedding_dimensions)}
+            for i, t in enumerate(texts)
+        ],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def answer_stream(route_type: RouteType, request: dict[str, Any], config: FakeConfig) -> list[dict[str, Any]]:
+    """The same answer as :func:`answer`, one word a chunk; usage rides on the last chunk."""
+    model = request.get("model")
+    whole = answer(route_type, request, config)
+    chunks: list[dict[str, Any]] = []
+    for choice in whole["choices"]:
+        index = choice["index"]
         if route_type is RouteType.CHAT:
-            messages = payload["messages"]
-            last = next((m for m in reversed(messages) if m.get("role") == "user"), messages[-1])
-            prompt_text = " ".join(_message_text(m.get("content")) for m in messages)
-            answer = f"{self.config.reply_prefix} {_message_text(last.get('content'))}"
-            answer, finish = self._truncate(answer, payload.get("max_tokens"))
-            choices = [
-                {"index": i, "message": {"role": "assistant", "content": answer}, "finish_reason": finish}
-                for i in range(n)
-            ]
-            return self._envelope("chat.completion", choices, prompt_text, answer, n)
-        if route_type is RouteType.COMPLETIONS:
-            prompt = payload["prompt"]
-            prompt_text = prompt if isinstance(prompt, str) else " ".join(map(str, prompt))
-            answer, finish = self._truncate(
-                f"{self.config.reply_prefix} {prompt_text}", payload.get("max_tokens")
+            words = (choice["message"]["content"] or "").split(" ")
+            chunks.append(chat_chunk(model, index=index, delta={"role": "assistant", "content": ""}))
+            chunks.extend(
+                chat_chunk(model, index=index, delta={"content": w if i == 0 else f" {w}"})
+                for i, w in enumerate(words)
             )
-            choices = [{"index": i, "text": answer, "finish_reason": finish} for i in range(n)]
-            return self._envelope("text_completion", choices, prompt_text, answer, n)
-        texts = payload["input"]
-        if isinstance(texts, str):
-            texts = [texts]
-        if not all(isinstance(t, str) for t in texts):
-            raise InvalidRequestError(
-                "the fake provider embeds text only: 'input' must be a string or list of strings"
+            chunks.append(chat_chunk(model, index=index, finish_reason=choice["finish_reason"]))
+        else:
+            words = choice["text"].split(" ")
+            chunks.extend(
+                completions_chunk(model, index=index, text=w if i == 0 else f" {w}") for i, w in enumerate(words)
             )
-        tokens = sum(_tokens(t) for t in texts)
-        return {
-            "object": "list",
-            "model": self.model_name,
-            "data": [
-                {
-                    "object": "embedding",
-                    "index": i,
-                    "embedding": fake_embedding(t, self.config.embedding_dimensions),
-                }
-                for i, t in enumerate(texts)
-            ],
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
+            chunks.append(completions_chunk(model, index=index, finish_reason=choice["finish_reason"]))
+    chunks[-1]["usage"] = whole["usage"]
+    return chunks
 
-    def respond_stream(self, route_type: RouteType, payload: dict[str, Any]) -> list[dict[str, Any]]:
-        """The same answer as :meth:`respond`, one word a chunk; usage rides on the last chunk."""
-        self.check_streaming(route_type)  # refuses embeddings like a real provider
-        whole = self.respond(route_type, payload)
-        chunks: list[dict[str, Any]] = []
-        for choice in whole["choices"]:
-            index = choice["index"]
-            if route_type is RouteType.CHAT:
-                words = (choice["message"]["content"] or "").split(" ")
-                chunks.append(
-                    chat_chunk(self.model_name, index=index, delta={"role": "assistant", "content": ""})
-                )
-                chunks.extend(
-                    chat_chunk(self.model_name, index=index, delta={"content": w if i == 0 else f" {w}"})
-                    for i, w in enumerate(words)
-                )
-                chunks.append(chat_chunk(self.model_name, index=index, finish_reason=choice["finish_reason"]))
-            else:
-                words = choice["text"].split(" ")
-                chunks.extend(
-                    completions_chunk(self.model_name, index=index, text=w if i == 0 else f" {w}")
-                    for i, w in enumerate(words)
-                )
-                chunks.append(
-                    completions_chunk(self.model_name, index=index, finish_reason=choice["finish_reason"])
-                )
-        chunks[-1]["usage"] = whole["usage"]
-        return chunks
 
-    @staticmethod
-    def _truncate(answer: str, max_tokens: int | None) -> tuple[str, str]:
-        words = answer.split()
-        if max_tokens is not None and len(words) > max_tokens:
-            return " ".join(words[:max_tokens]), "length"
-        return answer, "stop"
+def _truncate(reply: str, max_tokens: int | None) -> tuple[str, str]:
+    words = reply.split()
+    if max_tokens is not None and len(words) > max_tokens:
+        return " ".join(words[:max_tokens]), "length"
+    return reply, "stop"
 
-    def _envelope(
-        self, obj: str, choices: list[dict[str, Any]], prompt: str, answer: str, n: int
-    ) -> dict[str, Any]:
-        prompt_tokens, completion_tokens = _tokens(prompt), _tokens(answer) * n
-        return {
-            "object": obj,
-            "model": self.model_name,
-            "choices": choices,
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }
+
+def _envelope(
+    obj: str, model: str | None, choices: list[dict[str, Any]], prompt: str, reply: str, n: int
+) -> dict[str, Any]:
+    prompt_tokens, completion_tokens = _tokens(prompt), _tokens(reply) * n
+    return {
+        "object": obj,
+        "model": model,
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }

@@ -21,7 +21,8 @@ from pydantic import field_validator
 
 from gateway_server.errors import InvalidRequestError, UpstreamStatusError
 from gateway_server.providers._translate import base_url, dump_arguments, event_json, refuse, stop_list, usage
-from gateway_server.providers.base import Adapter, ProviderConfig, UpstreamRequest, reason_from_body
+from gateway_server.providers.base import ProviderConfig, UpstreamRequest, reason_from_body
+from gateway_server.providers.openai import OpenAIWire
 from gateway_server.providers.openai_compatible import OpenAICompatibleAdapter
 from gateway_server.providers.streaming import StreamEvent, completions_chunk
 from gateway_server.routes import RouteType
@@ -58,11 +59,14 @@ class TGIAdapter(OpenAICompatibleAdapter):
     config: TGIConfig  # type: ignore[assignment]
 
     def __init__(self, config: TGIConfig, model_name: str | None) -> None:
-        Adapter.__init__(self, config, model_name)
+        super().__init__(config, model_name)
         server = config.hf_server_url
-        self.use_openai_wire(f"{server}/v1", None)  # chat: the Messages API
         self.generate_url = f"{server}/generate"
         self.generate_stream_url = f"{server}/generate_stream"
+
+    def openai_wire(self, config: ProviderConfig) -> OpenAIWire:
+        assert isinstance(config, TGIConfig)
+        return OpenAIWire.at(f"{config.hf_server_url}/v1", {})  # chat: the Messages API
 
     # ----------------------------------------------------------- completions: /generate
 
@@ -101,7 +105,7 @@ class TGIAdapter(OpenAICompatibleAdapter):
         if stop:
             parameters["stop"] = stop
         return UpstreamRequest(
-            url=url, headers=self.headers, body={"inputs": prompt, "parameters": parameters}
+            url=url, headers=self.wire.headers, body={"inputs": prompt, "parameters": parameters}
         )
 
     def build_completions_request(self, payload: dict[str, Any]) -> UpstreamRequest:

@@ -8,6 +8,8 @@ route's model injected; for Azure the deployment in the URL names the model inst
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -27,7 +29,7 @@ from gateway_server.providers.streaming import StreamEvent
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
 
-__all__ = ["OpenAIAPIType", "OpenAIAdapter", "OpenAIConfig"]
+__all__ = ["OpenAIAPIType", "OpenAIAdapter", "OpenAIConfig", "OpenAIWire"]
 
 DEFAULT_OPENAI_API_BASE = "https://api.openai.com/v1"
 
@@ -95,6 +97,27 @@ _PATHS = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class OpenAIWire:
+    """An OpenAI-shaped upstream: the URL per route type, the headers, whether ``model`` is sent."""
+
+    urls: Mapping[RouteType, str]
+    headers: Mapping[str, str]
+    sends_model: bool
+    origin: str
+
+    @classmethod
+    def at(
+        cls, base: str, headers: Mapping[str, str], *, query: str = "", sends_model: bool = True
+    ) -> OpenAIWire:
+        return cls(
+            urls={route_type: f"{base}/{path}{query}" for route_type, path in _PATHS.items()},
+            headers={**headers, "Content-Type": "application/json"},
+            sends_model=sends_model,
+            origin=origin_of(base),
+        )
+
+
 class OpenAIAdapter(Adapter):
     name = "openai"
     display_name = "OpenAI"
@@ -103,8 +126,15 @@ class OpenAIAdapter(Adapter):
     streaming_route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
     config: OpenAIConfig
 
-    def __init__(self, config: OpenAIConfig, model_name: str | None) -> None:
+    def __init__(self, config: ProviderConfig, model_name: str | None) -> None:
         super().__init__(config, model_name)
+        self.wire = self.openai_wire(config)
+        self.origin = self.wire.origin
+
+    def openai_wire(self, config: ProviderConfig) -> OpenAIWire:
+        """Where and how this adapter speaks OpenAI's wire format; each OpenAI-shaped provider
+        (``openai_compatible``, TGI's Messages API, ``fake``) overrides this one method."""
+        assert isinstance(config, OpenAIConfig)
         api_type = config.openai_api_type
         key = config.openai_api_key.get()
         if api_type is OpenAIAPIType.AZURE:
@@ -113,27 +143,22 @@ class OpenAIAdapter(Adapter):
             headers = {"Authorization": f"Bearer {key}"}
             if config.openai_organization:
                 headers["OpenAI-Organization"] = config.openai_organization
-        headers["Content-Type"] = "application/json"
-        self.headers = headers
-        self.sends_model = api_type is OpenAIAPIType.OPENAI
+        query = f"?api-version={quote(config.openai_api_version, safe='')}" if config.openai_api_version else ""
         if api_type is OpenAIAPIType.OPENAI:
-            base = config.openai_api_base or DEFAULT_OPENAI_API_BASE
-        else:
-            deployment = quote(config.openai_deployment_name or "", safe="")
-            base = f"{config.openai_api_base}/openai/deployments/{deployment}"
-        query = (
-            f"?api-version={quote(config.openai_api_version, safe='')}" if config.openai_api_version else ""
+            return OpenAIWire.at(config.openai_api_base or DEFAULT_OPENAI_API_BASE, headers, query=query)
+        deployment = quote(config.openai_deployment_name or "", safe="")
+        return OpenAIWire.at(
+            f"{config.openai_api_base}/openai/deployments/{deployment}", headers, query=query, sends_model=False
         )
-        self.urls = {route_type: f"{base}/{path}{query}" for route_type, path in _PATHS.items()}
-        self.origin = origin_of(base)
 
     def _request(self, route_type: RouteType, payload: dict[str, Any]) -> UpstreamRequest:
         body = {key: value for key, value in payload.items() if value is not None}
-        if self.sends_model and self.model_name:
+        wire = self.wire
+        if wire.sends_model and self.model_name:
             body["model"] = self.model_name
         else:
             body.pop("model", None)
-        return UpstreamRequest(url=self.urls[route_type], headers=self.headers, body=body)
+        return UpstreamRequest(url=wire.urls[route_type], headers=wire.headers, body=body)
 
     def build_chat_request(self, payload: dict[str, Any]) -> UpstreamRequest:
         return self._request(RouteType.CHAT, payload)

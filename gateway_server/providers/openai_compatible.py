@@ -19,8 +19,8 @@ from typing import ClassVar
 from pydantic import field_validator, model_validator
 
 from gateway_server.providers._translate import base_url
-from gateway_server.providers.base import Adapter, ProviderConfig, origin_of
-from gateway_server.providers.openai import _PATHS, OpenAIAdapter
+from gateway_server.providers.base import ProviderConfig
+from gateway_server.providers.openai import OpenAIAdapter, OpenAIWire
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
 
@@ -86,18 +86,10 @@ class OpenAICompatibleAdapter(OpenAIAdapter):
     default_api_key: ClassVar[str | None] = None
     config: OpenAICompatibleConfig  # type: ignore[assignment]
 
-    def __init__(self, config: OpenAICompatibleConfig, model_name: str | None) -> None:
-        Adapter.__init__(self, config, model_name)  # OpenAIAdapter's own reads OpenAI-only fields
-        self.use_openai_wire(config.api_base or self.default_api_base, config.key() or self.default_api_key)
-
-    def use_openai_wire(self, base: str, key: str | None) -> None:
-        """Set what OpenAIAdapter's transforms read: headers, URLs, and whether ``model`` is sent."""
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        headers["Content-Type"] = "application/json"
-        self.headers = headers
-        self.sends_model = True
-        self.urls = {route_type: f"{base}/{path}" for route_type, path in _PATHS.items()}
-        self.origin = origin_of(base)
+    def openai_wire(self, config: ProviderConfig) -> OpenAIWire:
+        assert isinstance(config, OpenAICompatibleConfig)
+        key = config.key() or self.default_api_key
+        return OpenAIWire.at(config.api_base or self.default_api_base, {"Authorization": f"Bearer {key}"} if key else {})
 
 
 def _preset(

@@ -5,14 +5,15 @@ It is also the one choke point of redaction: every error that leaves :class:`Ups
 through :func:`~gateway_server.secrets.scrub` with the model's secrets, so no provider key (whole
 or cut in half) and no control character of an upstream's text reaches a caller or a log line.
 
-The pool is :mod:`gateway_server.upstream.pool`, a small HTTP/1.1 client made for this hot path
-(why not aiohttp or httpx, with figures: its docstring and docs/performance.md). It is created once
-by the app's lifespan and shared by every route; adapters never see it.
+The bytes travel over an :class:`~gateway_server.upstream.transport.UpstreamTransport`: by default
+:mod:`gateway_server.upstream.pool`, a small HTTP/1.1 client made for this hot path (why not aiohttp
+or httpx, with figures: its docstring and docs/performance.md), created once by the app's lifespan
+and shared by every route; adapters never see it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,12 +30,12 @@ from gateway_server.errors import (
 from gateway_server.providers.base import Adapter, UpstreamRequest
 from gateway_server.routes import RouteType
 from gateway_server.secrets import scrub
-from gateway_server.upstream.pool import (
+from gateway_server.upstream.pool import ConnectionPool
+from gateway_server.upstream.transport import (
     ConnectError,
     ConnectionBroken,
-    ConnectionPool,
-    Headers,
     UnsendableRequest,
+    UpstreamTransport,
 )
 
 __all__ = ["ConnectionPool", "UpstreamClient", "parse_retry_after"]
@@ -61,8 +62,10 @@ class UpstreamClient:
     """Sends an adapter's request and turns every kind of failure into an ``Upstream*Error``.
     Timeouts are in seconds."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
-        self.pool = pool
+    __slots__ = ("transport",)
+
+    def __init__(self, transport: UpstreamTransport) -> None:
+        self.transport = transport
 
     async def call(
         self, adapter: Adapter, route_type: RouteType, payload: dict[str, Any], timeout: float
@@ -78,7 +81,7 @@ class UpstreamClient:
     ) -> dict[str, Any]:
         request = adapter.build_request(route_type, payload)
         try:
-            status, headers, raw = await self.pool.request(
+            status, headers, raw = await self.transport.request(
                 request.method, request.url, request.headers, _encode(request), timeout
             )
         except TimeoutError as exc:
@@ -130,7 +133,7 @@ class UpstreamClient:
         response = None
         streaming = False
         try:
-            response = await self.pool.send(
+            response = await self.transport.send(
                 request.method, request.url, request.headers, _encode(request), timeout
             )
             if response.status >= 300:
@@ -155,7 +158,7 @@ class UpstreamClient:
             if response is not None:
                 response.release()
 
-    def _raise_status(self, adapter: Adapter, status: int, headers: Headers, raw: bytes) -> None:
+    def _raise_status(self, adapter: Adapter, status: int, headers: Mapping[str, str], raw: bytes) -> None:
         body = _decode_error_body(raw, headers.get("content-type", ""))
         upstream_status, reason = adapter.upstream_error(status, body, headers)
         raise UpstreamStatusError(

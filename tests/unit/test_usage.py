@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway_server.providers.fake import FakeAdapter, FakeConfig
+from gateway_server.providers.fake import FakeConfig, answer, answer_stream
 from gateway_server.routes import RouteType
 from gateway_server.usage import (
     DEFAULT_COMPLETION_RESERVE,
@@ -92,11 +92,10 @@ def test_stream_usage_estimates_a_stream_without_usage() -> None:
 
 
 def test_stream_usage_of_the_fake_provider_matches_its_whole_answer() -> None:
-    adapter = FakeAdapter(FakeConfig(), "fake-model")
-    payload = {"messages": [{"role": "user", "content": "Say something long enough"}]}
-    whole = usage_of(adapter.respond(RouteType.CHAT, payload), payload)
+    payload = {"model": "fake-model", "messages": [{"role": "user", "content": "Say something long enough"}]}
+    whole = usage_of(answer(RouteType.CHAT, payload, FakeConfig()), payload)
     tally = StreamUsage()
-    for chunk in adapter.respond_stream(RouteType.CHAT, payload):
+    for chunk in answer_stream(RouteType.CHAT, payload, FakeConfig()):
         tally(chunk)
     assert tally.result(payload) == whole
     assert not whole.estimated and whole.completion > 0
