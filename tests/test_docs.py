@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway_server.providers import PROVIDERS
+from gateway_server.providers.catalog import CATALOG, ProviderSpec
 from gateway_server.routes import RouteType
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -27,22 +27,24 @@ def _types(cell: str) -> set[RouteType]:
     return {LETTERS[token] for token in re.findall(r"\b(Co|C|E)\b", cell.split("(")[0])}
 
 
-@pytest.mark.parametrize("name", sorted(PROVIDERS))
-def test_docs_provider_row_matches_adapter(name: str) -> None:
-    adapter = PROVIDERS[name]
+@pytest.mark.parametrize("spec", CATALOG, ids=lambda spec: spec.key)
+def test_docs_provider_row_matches_the_provider_table(spec: ProviderSpec) -> None:
     rows = _provider_rows()
-    assert adapter.name in rows, f"docs/providers.md has no row for `{adapter.name}`"
-    _, route_types, streaming, *_ = rows[adapter.name]
-    assert _types(route_types) == set(adapter.route_types), f"{adapter.name}: route types column"
-    if adapter.streaming_route_types:
-        assert _types(streaming) == set(adapter.streaming_route_types), f"{adapter.name}: streaming column"
+    assert spec.name in rows, f"docs/providers.md has no row for `{spec.name}`"
+    first, route_types, streaming, *_ = rows[spec.name]
+    aliases = set(re.findall(r"\(`([^`]+)`", first))
+    assert {alias.replace("-", "_") for alias in aliases} == set(spec.aliases), f"{spec.name}: aliases"
+    assert _types(route_types) == set(spec.route_types), f"{spec.name}: route types column"
+    if spec.streaming_route_types:
+        assert _types(streaming) == set(spec.streaming_route_types), f"{spec.name}: streaming column"
     else:
-        assert streaming.startswith("no"), f"{adapter.name}: streaming column should say no"
+        assert streaming.startswith("no"), f"{spec.name}: streaming column should say no"
+    if spec.default_base and spec.default_base.startswith("https://") and "{" not in spec.default_base:
+        assert spec.default_base in rows[spec.name][-1], f"{spec.name}: default base in the notes"
 
 
 def test_docs_no_row_for_an_unknown_provider() -> None:
-    names = {adapter.name for adapter in PROVIDERS.values()}
-    assert set(_provider_rows()) <= names
+    assert set(_provider_rows()) <= {spec.name for spec in CATALOG}
 
 
 def test_docs_every_cli_command_is_documented() -> None:

@@ -2,7 +2,8 @@
 
 Provider names are matched case-insensitively, with ``-`` and ``_`` equivalent (MLflow's rule), so
 ``Amazon-Bedrock`` and ``amazon_bedrock`` name the same provider. A new provider is one module
-with a ``<Vendor>Config`` and a ``<Vendor>Adapter``, and one line in ``_WHERE`` below.
+with a ``<Vendor>Config`` and a ``<Vendor>Adapter``, and one row of the provider table
+(``providers/catalog.py``), which this registry is built from.
 
 The table names each adapter as ``"module:Class"`` and imports a provider's module the first time
 the provider is looked up, so a process serving a config that names only ``openai`` never imports
@@ -17,6 +18,7 @@ import importlib
 from collections.abc import Iterator, MutableMapping
 
 from gateway_server.providers.base import Adapter, ProviderConfig, UpstreamRequest
+from gateway_server.providers.catalog import CATALOG
 
 __all__ = [
     "PROVIDERS",
@@ -32,28 +34,8 @@ def normalize_provider_name(name: str) -> str:
     return name.strip().lower().replace("-", "_")
 
 
-# Normalised provider name -> "module:Class" in this package. ``Adapter.name`` keeps MLflow's
-# spelling for route listings; tests/unit/test_providers_registry.py checks the two agree.
-_WHERE: dict[str, str] = {
-    "openai": "openai:OpenAIAdapter",
-    "fake": "fake:FakeAdapter",
-    "bedrock": "bedrock:BedrockAdapter",
-    "huggingface_text_generation_inference": "huggingface_text_generation_inference:TGIAdapter",
-    "mlflow_model_serving": "mlflow_model_serving:MlflowModelServingAdapter",
-    "vllm": "openai_compatible:VllmAdapter",
-    "ollama": "openai_compatible:OllamaAdapter",
-    "llamacpp": "openai_compatible:LlamacppAdapter",
-    "lmstudio": "openai_compatible:LmstudioAdapter",
-    "togetherai": "openai_compatible:TogetheraiAdapter",
-    "groq": "openai_compatible:GroqAdapter",
-    "deepseek": "openai_compatible:DeepseekAdapter",
-    "xai": "openai_compatible:XaiAdapter",
-    "openrouter": "openai_compatible:OpenrouterAdapter",
-    "anthropic": "anthropic:AnthropicAdapter",
-    "cohere": "cohere:CohereAdapter",
-    "mistral": "mistral:MistralAdapter",
-    "gemini": "gemini:GeminiAdapter",
-}
+# Normalised provider name -> "module:Class" in this package, from the provider table.
+_WHERE: dict[str, str] = {spec.key: spec.adapter for spec in CATALOG}
 
 
 class _Registry(MutableMapping[str, type[Adapter]]):
@@ -89,11 +71,8 @@ class _Registry(MutableMapping[str, type[Adapter]]):
 # Keyed by the normalised name; iterating the keys imports nothing, reading a value imports its module.
 PROVIDERS: MutableMapping[str, type[Adapter]] = _Registry(_WHERE)
 
-# Other spellings MLflow accepts for the same provider (normalised).
-ALIASES: dict[str, str] = {
-    "amazon_bedrock": "bedrock",
-    "tgi": "huggingface_text_generation_inference",
-}
+# Other spellings MLflow accepts for the same provider (normalised), from the provider table.
+ALIASES: dict[str, str] = {alias: spec.key for spec in CATALOG for alias in spec.aliases}
 
 
 def get_adapter_class(name: str) -> type[Adapter] | None:

@@ -107,12 +107,8 @@ class AnthropicConfig(ProviderConfig):
         return value
 
 
-class AnthropicAdapter(Adapter):
-    name = "anthropic"
-    display_name = "Anthropic"
+class AnthropicAdapter(Adapter, provider="anthropic"):
     config_model = AnthropicConfig
-    route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
-    streaming_route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
     config: AnthropicConfig
 
     def __init__(self, config: AnthropicConfig, model_name: str | None) -> None:
@@ -283,9 +279,6 @@ class AnthropicAdapter(Adapter):
         return chunk
 
     # ----------------------------------------------------------- errors
-
-    def map_error_status(self, status: int, body: Any) -> int:
-        return 503 if status == 529 else status
 
 
 # ---------------------------------------------------------------- helpers (pure)

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict
 
 from gateway_server.errors import InvalidRequestError, UnsupportedRouteTypeError, UpstreamProtocolError
+from gateway_server.providers.catalog import ProviderSpec, spec_of
 from gateway_server.providers.streaming import SSEDecoder, StreamEvent
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
@@ -110,14 +111,31 @@ def reason_from_body(body: Any, fallback: str = "") -> str:
 
 
 class Adapter:
-    """One provider's translation between the gateway's standard shapes and its wire format."""
+    """One provider's translation between the gateway's standard shapes and its wire format.
 
+    A provider's adapter names its row of the provider table (``providers/catalog.py``):
+    ``class AnthropicAdapter(Adapter, provider="anthropic")``; the name, display name, route
+    types, streaming route types and error statuses come from that row."""
+
+    spec: ClassVar[ProviderSpec]
     name: ClassVar[str]
     display_name: ClassVar[str]
     config_model: ClassVar[type[ProviderConfig]]
     route_types: ClassVar[frozenset[RouteType]] = frozenset()
     # Route types whose upstream streams (chat and/or completions); empty: no streaming.
     streaming_route_types: ClassVar[frozenset[RouteType]] = frozenset()
+    # The provider's own HTTP statuses, as the gateway's status table reads them (529 -> 503).
+    error_statuses: ClassVar[Mapping[int, int]] = {}
+
+    def __init_subclass__(cls, provider: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if provider is not None:
+            spec = cls.spec = spec_of(provider)
+            cls.name = spec.name
+            cls.display_name = spec.display_name
+            cls.route_types = spec.route_types
+            cls.streaming_route_types = spec.streaming_route_types
+            cls.error_statuses = spec.error_statuses
     # The exact upstream this adapter calls (``origin_of`` its base URL), set by each adapter's
     # ``__init__``: with the model name it keys the circuit breaker (breaker.upstream_key).
     origin: str = ""
@@ -216,9 +234,9 @@ class Adapter:
     def map_error_status(self, status: int, body: Any) -> int:
         """The upstream status as the gateway's table should see it.
 
-        Providers with their own codes override this (Anthropic's 529 "overloaded" is a 503).
+        Default: the provider table's ``error_statuses`` (Anthropic's 529 "overloaded" is a 503).
         """
-        return status
+        return self.error_statuses.get(status, status)
 
     def upstream_error(self, status: int, body: Any, headers: Mapping[str, str]) -> tuple[int, str]:
         """``(status for the gateway's table, reason)`` of a non-2xx answer.

@@ -148,12 +148,8 @@ def error_type(value: str | None) -> str | None:
     return value.split(":", 1)[0].strip() or None
 
 
-class BedrockAdapter(Adapter):
-    name = "bedrock"
-    display_name = "Amazon Bedrock"
+class BedrockAdapter(Adapter, provider="bedrock"):
     config_model = BedrockConfig
-    route_types = frozenset(RouteType)
-    streaming_route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
     config: BedrockConfig
 
     def __init__(

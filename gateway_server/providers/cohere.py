@@ -75,12 +75,8 @@ class CohereConfig(ProviderConfig):
         return value
 
 
-class CohereAdapter(Adapter):
-    name = "cohere"
-    display_name = "Cohere"
+class CohereAdapter(Adapter, provider="cohere"):
     config_model = CohereConfig
-    route_types = frozenset(RouteType)
-    streaming_route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
     config: CohereConfig
 
     def __init__(self, config: CohereConfig, model_name: str | None) -> None:
@@ -258,10 +254,6 @@ class CohereAdapter(Adapter):
         return chunk
 
     # ----------------------------------------------------------- errors
-
-    def map_error_status(self, status: int, body: Any) -> int:
-        # 498 is Cohere's "invalid token" (the gateway's key: a 401); 499 "client closed" is not the caller's doing.
-        return {498: 401, 499: 503}.get(status, status)
 
 
 # ---------------------------------------------------------------- helpers (pure)

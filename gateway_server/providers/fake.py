@@ -62,12 +62,8 @@ def _message_text(content: Any) -> str:
     return ""
 
 
-class FakeAdapter(OpenAIAdapter):
-    name = "fake"
-    display_name = "Fake (offline)"
+class FakeAdapter(OpenAIAdapter, provider="fake"):
     config_model: ClassVar[type[ProviderConfig]] = FakeConfig
-    route_types = frozenset(RouteType)
-    streaming_route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
     config: FakeConfig  # type: ignore[assignment]
 
     def openai_wire(self, config: ProviderConfig) -> OpenAIWire:

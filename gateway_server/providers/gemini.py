@@ -91,12 +91,8 @@ class GeminiConfig(ProviderConfig):
         return base_url(value)
 
 
-class GeminiAdapter(Adapter):
-    name = "gemini"
-    display_name = "Google Gemini"
+class GeminiAdapter(Adapter, provider="gemini"):
     config_model = GeminiConfig
-    route_types = frozenset(RouteType)
-    streaming_route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
     config: GeminiConfig
 
     def __init__(self, config: GeminiConfig, model_name: str | None) -> None:

@@ -50,12 +50,8 @@ class HuggingFaceTextGenerationInferenceConfig(ProviderConfig):
 TGIConfig = HuggingFaceTextGenerationInferenceConfig
 
 
-class TGIAdapter(OpenAICompatibleAdapter):
-    name = "huggingface-text-generation-inference"
-    display_name = "Hugging Face Text Generation Inference"
+class TGIAdapter(OpenAICompatibleAdapter, provider="huggingface_text_generation_inference"):
     config_model = TGIConfig
-    route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
-    streaming_route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
     config: TGIConfig  # type: ignore[assignment]
 
     def __init__(self, config: TGIConfig, model_name: str | None) -> None:

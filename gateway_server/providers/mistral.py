@@ -71,12 +71,8 @@ class MistralConfig(ProviderConfig):
         return base_url(value)
 
 
-class MistralAdapter(Adapter):
-    name = "mistral"
-    display_name = "Mistral AI"
+class MistralAdapter(Adapter, provider="mistral"):
     config_model = MistralConfig
-    route_types = frozenset(RouteType)
-    streaming_route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
     config: MistralConfig
 
     def __init__(self, config: MistralConfig, model_name: str | None) -> None:

@@ -34,11 +34,8 @@ class MlflowModelServingConfig(ProviderConfig):
         return base_url(value)
 
 
-class MlflowModelServingAdapter(Adapter):
-    name = "mlflow-model-serving"
-    display_name = "MLflow Model Serving"
+class MlflowModelServingAdapter(Adapter, provider="mlflow_model_serving"):
     config_model = MlflowModelServingConfig
-    route_types = frozenset(RouteType)
     config: MlflowModelServingConfig
 
     def __init__(self, config: MlflowModelServingConfig, model_name: str | None) -> None:

@@ -118,12 +118,8 @@ class OpenAIWire:
         )
 
 
-class OpenAIAdapter(Adapter):
-    name = "openai"
-    display_name = "OpenAI"
+class OpenAIAdapter(Adapter, provider="openai"):
     config_model: ClassVar[type[ProviderConfig]] = OpenAIConfig
-    route_types = frozenset(RouteType)
-    streaming_route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
     config: OpenAIConfig
 
     def __init__(self, config: ProviderConfig, model_name: str | None) -> None:

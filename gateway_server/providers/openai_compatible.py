@@ -14,14 +14,15 @@ replaces the preset's base URL (e.g. a vLLM on another host).
 
 from __future__ import annotations
 
+import types
 from typing import ClassVar
 
 from pydantic import field_validator, model_validator
 
 from gateway_server.providers._translate import base_url
 from gateway_server.providers.base import ProviderConfig
+from gateway_server.providers.catalog import spec_of
 from gateway_server.providers.openai import OpenAIAdapter, OpenAIWire
-from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
 
 __all__ = [
@@ -32,9 +33,6 @@ __all__ = [
     "TogetherAIConfig",
 ]
 
-_ALL = frozenset(RouteType)
-_CHAT = frozenset({RouteType.CHAT})
-_GENERATING = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
 
 
 class OpenAICompatibleConfig(ProviderConfig):
@@ -93,44 +91,39 @@ class OpenAICompatibleAdapter(OpenAIAdapter):
 
 
 def _preset(
-    name: str,
-    display_name: str,
-    api_base: str,
-    route_types: frozenset[RouteType],
-    config: type[OpenAICompatibleConfig] = OpenAICompatibleConfig,
-    api_key: str | None = None,
+    key: str, config: type[OpenAICompatibleConfig] = OpenAICompatibleConfig, api_key: str | None = None
 ) -> type[OpenAICompatibleAdapter]:
+    """The preset of provider-table row ``key``: its name, route types and default base come from
+    the row (``providers/catalog.py``)."""
+    spec = spec_of(key)
+    assert spec.default_base is not None
     attributes = {
-        "name": name,
-        "display_name": display_name,
-        "default_api_base": api_base,
+        "default_api_base": spec.default_base,
         "default_api_key": api_key,
         "config_model": config,
-        "route_types": route_types,
-        "streaming_route_types": route_types & _GENERATING,
-        "__doc__": f"{display_name} (OpenAI-compatible; default base {api_base}).",
+        "__doc__": f"{spec.display_name} (OpenAI-compatible; default base {spec.default_base}).",
         "__module__": __name__,
     }
-    class_name = "".join(part.capitalize() for part in name.split("_")) + "Adapter"
-    return type(class_name, (OpenAICompatibleAdapter,), attributes)
+    class_name = key.capitalize() + "Adapter"
+    return types.new_class(
+        class_name, (OpenAICompatibleAdapter,), {"provider": key}, lambda ns: ns.update(attributes)
+    )
 
 
 _HOSTED = HostedOpenAICompatibleConfig
 
-# Route types per service: what its OpenAI-compatible API documents (chat-only services answer 501
-# for completions and embeddings instead of forwarding to an endpoint that does not exist).
-# Module attributes, so that the registry can name each one ("openai_compatible:VllmAdapter").
-VllmAdapter = _preset("vllm", "vLLM", "http://localhost:8000/v1", _ALL)
-OllamaAdapter = _preset("ollama", "Ollama", "http://localhost:11434/v1", _ALL, api_key="ollama")
-LlamacppAdapter = _preset("llamacpp", "llama.cpp server", "http://localhost:8080/v1", _ALL)
-LmstudioAdapter = _preset("lmstudio", "LM Studio", "http://localhost:1234/v1", _ALL)
-TogetheraiAdapter = _preset(
-    "togetherai", "Together AI", "https://api.together.xyz/v1", _ALL, TogetherAIConfig
-)
-GroqAdapter = _preset("groq", "Groq", "https://api.groq.com/openai/v1", _CHAT, _HOSTED)
-DeepseekAdapter = _preset("deepseek", "DeepSeek", "https://api.deepseek.com/v1", _CHAT, _HOSTED)
-XaiAdapter = _preset("xai", "xAI", "https://api.x.ai/v1", _CHAT, _HOSTED)
-OpenrouterAdapter = _preset("openrouter", "OpenRouter", "https://openrouter.ai/api/v1", _GENERATING, _HOSTED)
+# Route types per service (in the provider table) are what its OpenAI-compatible API documents:
+# chat-only services answer 501 for completions and embeddings instead of forwarding to an endpoint
+# that does not exist. Module attributes, so that the registry can name each one.
+VllmAdapter = _preset("vllm")
+OllamaAdapter = _preset("ollama", api_key="ollama")
+LlamacppAdapter = _preset("llamacpp")
+LmstudioAdapter = _preset("lmstudio")
+TogetheraiAdapter = _preset("togetherai", TogetherAIConfig)
+GroqAdapter = _preset("groq", _HOSTED)
+DeepseekAdapter = _preset("deepseek", _HOSTED)
+XaiAdapter = _preset("xai", _HOSTED)
+OpenrouterAdapter = _preset("openrouter", _HOSTED)
 
 OPENAI_COMPATIBLE_PRESETS: tuple[type[OpenAICompatibleAdapter], ...] = (
     VllmAdapter,

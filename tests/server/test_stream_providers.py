@@ -4,6 +4,7 @@ a stream cut after the first byte ends with an error event; chunks are not held 
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,25 +15,25 @@ import pytest
 
 from gateway_server.app import create_app
 from gateway_server.config import parse_config
-from gateway_server.testing import FakeOpenAI, Fault, serve_in_thread
-from gateway_server.testing.fake_anthropic import FakeAnthropic
-from gateway_server.testing.fake_bedrock import FakeBedrock
-from gateway_server.testing.fake_cohere import FakeCohere
-from gateway_server.testing.fake_gemini import FakeGemini
-from gateway_server.testing.fake_mistral import FakeMistral
-from gateway_server.testing.fake_tgi import FakeTGI
+from gateway_server.providers.catalog import CATALOG, ProviderSpec
+from gateway_server.routes import RouteType
+from gateway_server.testing import Fault, serve_in_thread
 
-# provider name -> (fake factory, model block for a route aimed at the served fake)
-PROVIDERS: dict[str, tuple[Callable[[], Any], Callable[[Any], str]]] = {
-    "openai": (FakeOpenAI, lambda f: f"{{provider: openai, name: gpt-4o-mini, config: {{openai_api_key: k, openai_api_base: '{f.api_base}'}}}}"),
-    "anthropic": (FakeAnthropic, lambda f: f"{{provider: anthropic, name: claude-sonnet-4-5, config: {{anthropic_api_key: k, anthropic_api_base: '{f.api_base}'}}}}"),
-    "cohere": (FakeCohere, lambda f: f"{{provider: cohere, name: command-r, config: {{cohere_api_key: k, cohere_api_base: '{f.api_base}'}}}}"),
-    "mistral": (FakeMistral, lambda f: f"{{provider: mistral, name: mistral-small, config: {{mistral_api_key: k, mistral_api_base: '{f.api_base}'}}}}"),
-    "gemini": (FakeGemini, lambda f: f"{{provider: gemini, name: gemini-2.0-flash, config: {{gemini_api_key: k, gemini_api_base: '{f.api_base}'}}}}"),
-    "bedrock": (FakeBedrock, lambda f: f"{{provider: bedrock, name: amazon.nova-lite-v1:0, config: {{aws_config: {{aws_region: us-east-1, aws_access_key_id: AKIDEXAMPLE, aws_secret_access_key: secret, endpoint_url: '{f.url}'}}}}}}"),
-    "huggingface-text-generation-inference": (FakeTGI, lambda f: f"{{provider: tgi, name: tgi, config: {{hf_server_url: '{f.url}'}}}}"),
-    "vllm": (FakeOpenAI, lambda f: f"{{provider: vllm, name: meta-llama/Llama-3.1-8B-Instruct, config: {{api_base: '{f.api_base}'}}}}"),
-}  # fmt: skip
+# Every provider of the provider table whose upstream streams chat and completions, against its
+# fake (the table names the fake and a route's model block aimed at it).
+PROVIDERS: dict[str, ProviderSpec] = {
+    spec.name: spec
+    for spec in CATALOG
+    if {RouteType.CHAT, RouteType.COMPLETIONS} <= spec.streaming_route_types and spec.fake and spec.sample
+}
+
+
+def _fake_factory(spec: ProviderSpec) -> Callable[[], Any]:
+    assert spec.fake is not None
+    module, _, name = spec.fake.partition(":")
+    factory: Callable[[], Any] = getattr(importlib.import_module(f"gateway_server.testing.{module}"), name)
+    return factory
+
 
 CHAT = {"messages": [{"role": "user", "content": "one two three four five"}], "stream": True}
 
@@ -48,12 +49,13 @@ def _events(text: str) -> list[Any]:
 
 @pytest.fixture(scope="module", params=sorted(PROVIDERS))
 def provider(request: pytest.FixtureRequest) -> Iterator[tuple[str, Any, httpx.Client]]:
-    factory, model = PROVIDERS[request.param]
-    with factory().serve() as fake:
+    spec = PROVIDERS[request.param]
+    with _fake_factory(spec)().serve() as fake:
+        model = spec.sample_for(base=fake.api_base, url=fake.url)
         config = parse_config(
             "routes:\n"
-            f"  - {{name: chat, route_type: llm/v1/chat, model: {model(fake)}}}\n"
-            f"  - {{name: completions, route_type: llm/v1/completions, model: {model(fake)}}}\n"
+            f"  - {{name: chat, route_type: llm/v1/chat, model: {model}}}\n"
+            f"  - {{name: completions, route_type: llm/v1/completions, model: {model}}}\n"
         )
         with (
             serve_in_thread(create_app(config)) as server,

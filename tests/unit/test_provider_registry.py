@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import pkgutil
 import subprocess
 import sys
@@ -9,12 +10,16 @@ import textwrap
 
 import pytest
 
+import gateway_server.config
 import gateway_server.providers
+from gateway_server.breaker import BreakerBoard, upstream_key
 from gateway_server.providers import _WHERE, PROVIDERS, get_adapter_class, normalize_provider_name
 from gateway_server.providers.base import Adapter
+from gateway_server.providers.catalog import CATALOG, ProviderSpec
+from gateway_server.reliability import build_plan
 
 # Provider modules hold a ``<Vendor>Adapter``; these hold shared code only.
-NOT_PROVIDERS = {"base", "streaming"}
+NOT_PROVIDERS = {"base", "streaming", "catalog"}
 
 
 @pytest.mark.parametrize("key", sorted(_WHERE))
@@ -85,4 +90,38 @@ def test_unknown_provider_is_suggested_without_importing_providers() -> None:
     """
     message, *loaded = _run(code)
     assert "did_you_mean_'gemini'?" in message
-    assert loaded == ["gateway_server.providers.base", "gateway_server.providers.streaming"]
+    assert loaded == [
+        "gateway_server.providers.base",
+        "gateway_server.providers.catalog",  # the table: names and facts, no provider module
+        "gateway_server.providers.streaming",
+    ]
+
+
+# ---------------------------------------------------------------- the provider table (catalog.py)
+
+
+@pytest.mark.parametrize("spec", CATALOG, ids=lambda spec: spec.key)
+def test_each_row_is_what_its_adapter_serves(spec: ProviderSpec) -> None:
+    adapter = PROVIDERS[spec.key]
+    assert adapter.spec is spec
+    assert (adapter.name, adapter.route_types, adapter.streaming_route_types) == (
+        spec.name,
+        spec.route_types,
+        spec.streaming_route_types,
+    )
+    assert adapter.config_model.__name__ == spec.config_model
+    assert getattr(gateway_server.config, spec.config_model) is adapter.config_model
+    if spec.fake is not None:
+        module, _, name = spec.fake.partition(":")
+        assert hasattr(importlib.import_module(f"gateway_server.testing.{module}"), name)
+
+
+@pytest.mark.parametrize("spec", [s for s in CATALOG if s.sample], ids=lambda spec: spec.key)
+def test_each_adapter_knows_its_exact_origin(spec: ProviderSpec) -> None:
+    """The circuit breaker key's origin is the adapter's own, from the URL it calls."""
+    model = spec.sample_for(base="http://LocalHost:8099/v2", url="http://localhost:8099")
+    config = gateway_server.config.parse_config(f"routes:\n  - {{name: r, route_type: llm/v1/chat, model: {model}}}\n")
+    adapter = build_plan(config.routes[0], BreakerBoard()).primaries[0].adapter
+    expected = "in-process://fake" if spec.key == "fake" else "http://localhost:8099"
+    assert adapter.origin == expected
+    assert upstream_key(adapter).split(" ")[1] == expected
