@@ -31,11 +31,10 @@ from pydantic import field_validator
 
 from gateway_server.errors import InvalidRequestError, UpstreamStatusError
 from gateway_server.providers._anthropic_json import JSON_TOOL, json_tool_choice, response_format_tool
+from gateway_server.providers._chat_backed import ChatBackedAdapter
 from gateway_server.providers._translate import (
     base_url,
     chat_chunks_to_completions,
-    chat_to_completions,
-    completions_to_chat,
     dump_arguments,
     event_json,
     function_tools,
@@ -47,7 +46,7 @@ from gateway_server.providers._translate import (
     text_of,
     tool_choice_of,
 )
-from gateway_server.providers.base import Adapter, ProviderConfig, UpstreamRequest, origin_of
+from gateway_server.providers.base import ProviderConfig, UpstreamRequest, origin_of
 from gateway_server.providers.streaming import StreamEvent, chat_chunk
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
@@ -107,7 +106,7 @@ class AnthropicConfig(ProviderConfig):
         return value
 
 
-class AnthropicAdapter(Adapter, provider="anthropic"):
+class AnthropicAdapter(ChatBackedAdapter, provider="anthropic"):
     config_model = AnthropicConfig
     config: AnthropicConfig
 
@@ -125,9 +124,6 @@ class AnthropicAdapter(Adapter, provider="anthropic"):
 
     def build_chat_request(self, payload: dict[str, Any]) -> UpstreamRequest:
         return UpstreamRequest(url=self.url, headers=self.headers, body=self._body(payload))
-
-    def build_completions_request(self, payload: dict[str, Any]) -> UpstreamRequest:
-        return self.build_chat_request(completions_to_chat(payload, self.name))
 
     def _body(self, payload: dict[str, Any]) -> dict[str, Any]:
         self._refuse(payload)
@@ -199,9 +195,6 @@ class AnthropicAdapter(Adapter, provider="anthropic"):
             "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             "usage": _usage(body["usage"]),
         }
-
-    def parse_completions_response(self, body: dict[str, Any]) -> dict[str, Any]:
-        return chat_to_completions(self.parse_chat_response(body))
 
     # ----------------------------------------------------------- streaming
 

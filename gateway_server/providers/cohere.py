@@ -24,11 +24,10 @@ from typing import Any
 from pydantic import field_validator
 
 from gateway_server.errors import InvalidRequestError, UpstreamStatusError, UpstreamTimeoutError
+from gateway_server.providers._chat_backed import ChatBackedAdapter
 from gateway_server.providers._translate import (
     base_url,
     chat_chunks_to_completions,
-    chat_to_completions,
-    completions_to_chat,
     dump_arguments,
     event_json,
     function_tools,
@@ -39,7 +38,7 @@ from gateway_server.providers._translate import (
     text_of,
     tool_choice_of,
 )
-from gateway_server.providers.base import Adapter, ProviderConfig, UpstreamRequest, origin_of
+from gateway_server.providers.base import ProviderConfig, UpstreamRequest, origin_of
 from gateway_server.providers.streaming import StreamEvent, chat_chunk
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
@@ -75,7 +74,7 @@ class CohereConfig(ProviderConfig):
         return value
 
 
-class CohereAdapter(Adapter, provider="cohere"):
+class CohereAdapter(ChatBackedAdapter, provider="cohere"):
     config_model = CohereConfig
     config: CohereConfig
 
@@ -94,9 +93,6 @@ class CohereAdapter(Adapter, provider="cohere"):
 
     def build_chat_request(self, payload: dict[str, Any]) -> UpstreamRequest:
         return UpstreamRequest(url=self.chat_url, headers=self.headers, body=self._chat_body(payload))
-
-    def build_completions_request(self, payload: dict[str, Any]) -> UpstreamRequest:
-        return self.build_chat_request(completions_to_chat(payload, self.name))
 
     def build_embeddings_request(self, payload: dict[str, Any]) -> UpstreamRequest:
         refuse(payload, ("user",), self.name)
@@ -181,9 +177,6 @@ class CohereAdapter(Adapter, provider="cohere"):
             ],
             "usage": _usage(body.get("usage")),
         }
-
-    def parse_completions_response(self, body: dict[str, Any]) -> dict[str, Any]:
-        return chat_to_completions(self.parse_chat_response(body))
 
     def parse_embeddings_response(self, body: dict[str, Any]) -> dict[str, Any]:
         vectors = body["embeddings"]["float"]

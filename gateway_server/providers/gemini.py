@@ -33,10 +33,10 @@ import orjson
 from pydantic import field_validator
 
 from gateway_server.errors import InvalidRequestError
+from gateway_server.providers._chat_backed import ChatBackedAdapter
 from gateway_server.providers._translate import (
     base_url,
     chat_chunks_to_completions,
-    chat_to_completions,
     completions_to_chat,
     dump_arguments,
     event_json,
@@ -49,7 +49,7 @@ from gateway_server.providers._translate import (
     text_of,
     tool_choice_of,
 )
-from gateway_server.providers.base import Adapter, ProviderConfig, UpstreamRequest, origin_of
+from gateway_server.providers.base import ProviderConfig, UpstreamRequest, origin_of
 from gateway_server.providers.streaming import StreamEvent, chat_chunk
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
@@ -91,7 +91,7 @@ class GeminiConfig(ProviderConfig):
         return base_url(value)
 
 
-class GeminiAdapter(Adapter, provider="gemini"):
+class GeminiAdapter(ChatBackedAdapter, provider="gemini"):
     config_model = GeminiConfig
     config: GeminiConfig
 
@@ -110,9 +110,6 @@ class GeminiAdapter(Adapter, provider="gemini"):
 
     def build_chat_request(self, payload: dict[str, Any]) -> UpstreamRequest:
         return UpstreamRequest(url=self.generate_url, headers=self.headers, body=self._body(payload))
-
-    def build_completions_request(self, payload: dict[str, Any]) -> UpstreamRequest:
-        return self.build_chat_request(completions_to_chat(payload, self.name))
 
     def build_stream_request(self, route_type: RouteType, payload: dict[str, Any]) -> UpstreamRequest:
         self.check_streaming(route_type)
@@ -207,9 +204,6 @@ class GeminiAdapter(Adapter, provider="gemini"):
         if body.get("responseId"):
             result["id"] = body["responseId"]
         return result
-
-    def parse_completions_response(self, body: dict[str, Any]) -> dict[str, Any]:
-        return chat_to_completions(self.parse_chat_response(body))
 
     def parse_embeddings_response(self, body: dict[str, Any]) -> dict[str, Any]:
         tokens = (body.get("usageMetadata") or {}).get("promptTokenCount")

@@ -28,11 +28,10 @@ from typing import Any
 from pydantic import field_validator
 
 from gateway_server.errors import UpstreamStatusError
+from gateway_server.providers._chat_backed import ChatBackedAdapter
 from gateway_server.providers._translate import (
     base_url,
     chat_chunks_to_completions,
-    chat_to_completions,
-    completions_to_chat,
     dump_arguments,
     event_json,
     max_tokens_of,
@@ -40,7 +39,6 @@ from gateway_server.providers._translate import (
     shape_error,
 )
 from gateway_server.providers.base import (
-    Adapter,
     ProviderConfig,
     UpstreamRequest,
     origin_of,
@@ -71,7 +69,7 @@ class MistralConfig(ProviderConfig):
         return base_url(value)
 
 
-class MistralAdapter(Adapter, provider="mistral"):
+class MistralAdapter(ChatBackedAdapter, provider="mistral"):
     config_model = MistralConfig
     config: MistralConfig
 
@@ -105,9 +103,6 @@ class MistralAdapter(Adapter, provider="mistral"):
             if isinstance(message.get("tool_call_id"), str):
                 message["tool_call_id"] = mistral_call_id(message["tool_call_id"])
         return UpstreamRequest(url=self.chat_url, headers=self.headers, body=body)
-
-    def build_completions_request(self, payload: dict[str, Any]) -> UpstreamRequest:
-        return self.build_chat_request(completions_to_chat(payload, self.name))
 
     def build_embeddings_request(self, payload: dict[str, Any]) -> UpstreamRequest:
         refuse(payload, _REFUSED, self.name)
@@ -144,9 +139,6 @@ class MistralAdapter(Adapter, provider="mistral"):
         if body.get("created"):
             result["created"] = body["created"]
         return result
-
-    def parse_completions_response(self, body: dict[str, Any]) -> dict[str, Any]:
-        return chat_to_completions(self.parse_chat_response(body))
 
     def parse_embeddings_response(self, body: dict[str, Any]) -> dict[str, Any]:
         usage = body.get("usage") or {}

@@ -19,7 +19,7 @@ from gateway_server.providers.catalog import CATALOG, ProviderSpec
 from gateway_server.reliability import build_plan
 
 # Provider modules hold a ``<Vendor>Adapter``; these hold shared code only.
-NOT_PROVIDERS = {"base", "streaming", "catalog"}
+NOT_PROVIDERS = {"base", "streaming", "catalog"}  # and the _private helpers
 
 
 @pytest.mark.parametrize("key", sorted(_WHERE))
