@@ -23,7 +23,7 @@ import orjson
 from pydantic import Field
 
 from gateway_server.providers.base import ProviderConfig
-from gateway_server.providers.openai import OpenAIAdapter, OpenAIWire
+from gateway_server.providers.openai import OpenAIWire, OpenAIWireAdapter
 from gateway_server.providers.streaming import chat_chunk, completions_chunk
 from gateway_server.routes import RouteType
 
@@ -62,14 +62,14 @@ def _message_text(content: Any) -> str:
     return ""
 
 
-class FakeAdapter(OpenAIAdapter, provider="fake"):
+class FakeAdapter(OpenAIWireAdapter, provider="fake"):
     config_model: ClassVar[type[ProviderConfig]] = FakeConfig
-    config: FakeConfig  # type: ignore[assignment]
+    config: FakeConfig
 
-    def openai_wire(self, config: ProviderConfig) -> OpenAIWire:
+    def openai_wire(self) -> OpenAIWire:
         # The fake's settings travel with each request, as a real upstream's account settings would
         # live upstream: percent-encoded JSON, so any reply prefix fits in a header.
-        settings = quote(orjson.dumps(config.model_dump()).decode())
+        settings = quote(orjson.dumps(self.config.model_dump()).decode())
         return OpenAIWire.at(f"{FAKE_ORIGIN}/v1", {_CONFIG_HEADER: settings})
 
 

@@ -22,8 +22,7 @@ from pydantic import field_validator
 from gateway_server.errors import InvalidRequestError, UpstreamStatusError
 from gateway_server.providers._translate import base_url, dump_arguments, event_json, refuse, stop_list, usage
 from gateway_server.providers.base import ProviderConfig, UpstreamRequest, reason_from_body
-from gateway_server.providers.openai import OpenAIWire
-from gateway_server.providers.openai_compatible import OpenAICompatibleAdapter
+from gateway_server.providers.openai import OpenAIWire, OpenAIWireAdapter
 from gateway_server.providers.streaming import StreamEvent, completions_chunk
 from gateway_server.routes import RouteType
 
@@ -50,9 +49,9 @@ class HuggingFaceTextGenerationInferenceConfig(ProviderConfig):
 TGIConfig = HuggingFaceTextGenerationInferenceConfig
 
 
-class TGIAdapter(OpenAICompatibleAdapter, provider="huggingface_text_generation_inference"):
+class TGIAdapter(OpenAIWireAdapter, provider="huggingface_text_generation_inference"):
     config_model = TGIConfig
-    config: TGIConfig  # type: ignore[assignment]
+    config: TGIConfig
 
     def __init__(self, config: TGIConfig, model_name: str | None) -> None:
         super().__init__(config, model_name)
@@ -60,9 +59,8 @@ class TGIAdapter(OpenAICompatibleAdapter, provider="huggingface_text_generation_
         self.generate_url = f"{server}/generate"
         self.generate_stream_url = f"{server}/generate_stream"
 
-    def openai_wire(self, config: ProviderConfig) -> OpenAIWire:
-        assert isinstance(config, TGIConfig)
-        return OpenAIWire.at(f"{config.hf_server_url}/v1", {})  # chat: the Messages API
+    def openai_wire(self) -> OpenAIWire:
+        return OpenAIWire.at(f"{self.config.hf_server_url}/v1", {})  # chat: the Messages API
 
     # ----------------------------------------------------------- completions: /generate
 

@@ -29,7 +29,7 @@ from gateway_server.providers.streaming import StreamEvent
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
 
-__all__ = ["OpenAIAPIType", "OpenAIAdapter", "OpenAIConfig", "OpenAIWire"]
+__all__ = ["OpenAIAPIType", "OpenAIAdapter", "OpenAIConfig", "OpenAIWire", "OpenAIWireAdapter"]
 
 DEFAULT_OPENAI_API_BASE = "https://api.openai.com/v1"
 
@@ -118,34 +118,17 @@ class OpenAIWire:
         )
 
 
-class OpenAIAdapter(Adapter, provider="openai"):
-    config_model: ClassVar[type[ProviderConfig]] = OpenAIConfig
-    config: OpenAIConfig
+class OpenAIWireAdapter(Adapter):
+    """OpenAI's wire format: the transforms every OpenAI-shaped provider shares. A subclass says
+    where and how it is reached by :meth:`openai_wire`, and narrows ``config`` to its own model."""
 
     def __init__(self, config: ProviderConfig, model_name: str | None) -> None:
         super().__init__(config, model_name)
-        self.wire = self.openai_wire(config)
+        self.wire = self.openai_wire()
         self.origin = self.wire.origin
 
-    def openai_wire(self, config: ProviderConfig) -> OpenAIWire:
-        """Where and how this adapter speaks OpenAI's wire format; each OpenAI-shaped provider
-        (``openai_compatible``, TGI's Messages API, ``fake``) overrides this one method."""
-        assert isinstance(config, OpenAIConfig)
-        api_type = config.openai_api_type
-        key = config.openai_api_key.get()
-        if api_type is OpenAIAPIType.AZURE:
-            headers = {"api-key": key}
-        else:
-            headers = {"Authorization": f"Bearer {key}"}
-            if config.openai_organization:
-                headers["OpenAI-Organization"] = config.openai_organization
-        query = f"?api-version={quote(config.openai_api_version, safe='')}" if config.openai_api_version else ""
-        if api_type is OpenAIAPIType.OPENAI:
-            return OpenAIWire.at(config.openai_api_base or DEFAULT_OPENAI_API_BASE, headers, query=query)
-        deployment = quote(config.openai_deployment_name or "", safe="")
-        return OpenAIWire.at(
-            f"{config.openai_api_base}/openai/deployments/{deployment}", headers, query=query, sends_model=False
-        )
+    def openai_wire(self) -> OpenAIWire:
+        raise NotImplementedError
 
     def _request(self, route_type: RouteType, payload: dict[str, Any]) -> UpstreamRequest:
         body = {key: value for key, value in payload.items() if value is not None}
@@ -239,6 +222,29 @@ class OpenAIAdapter(Adapter, provider="openai"):
             "model": body.get("model") or self.model_name,
             "usage": {"prompt_tokens": usage.get("prompt_tokens"), "total_tokens": usage.get("total_tokens")},
         }
+
+
+class OpenAIAdapter(OpenAIWireAdapter, provider="openai"):
+    config_model: ClassVar[type[ProviderConfig]] = OpenAIConfig
+    config: OpenAIConfig
+
+    def openai_wire(self) -> OpenAIWire:
+        config = self.config
+        api_type = config.openai_api_type
+        key = config.openai_api_key.get()
+        if api_type is OpenAIAPIType.AZURE:
+            headers = {"api-key": key}
+        else:
+            headers = {"Authorization": f"Bearer {key}"}
+            if config.openai_organization:
+                headers["OpenAI-Organization"] = config.openai_organization
+        query = f"?api-version={quote(config.openai_api_version, safe='')}" if config.openai_api_version else ""
+        if api_type is OpenAIAPIType.OPENAI:
+            return OpenAIWire.at(config.openai_api_base or DEFAULT_OPENAI_API_BASE, headers, query=query)
+        deployment = quote(config.openai_deployment_name or "", safe="")
+        return OpenAIWire.at(
+            f"{config.openai_api_base}/openai/deployments/{deployment}", headers, query=query, sends_model=False
+        )
 
 
 def _with_envelope(

@@ -22,7 +22,7 @@ from pydantic import field_validator, model_validator
 from gateway_server.providers._translate import base_url
 from gateway_server.providers.base import ProviderConfig
 from gateway_server.providers.catalog import spec_of
-from gateway_server.providers.openai import OpenAIAdapter, OpenAIWire
+from gateway_server.providers.openai import OpenAIWire, OpenAIWireAdapter
 from gateway_server.secrets import Secret
 
 __all__ = [
@@ -76,16 +76,16 @@ class TogetherAIConfig(OpenAICompatibleConfig):
         return key.get() if key is not None else None
 
 
-class OpenAICompatibleAdapter(OpenAIAdapter):
+class OpenAICompatibleAdapter(OpenAIWireAdapter):
     """OpenAI's transforms against another server; subclasses are the presets."""
 
     config_model: ClassVar[type[ProviderConfig]] = OpenAICompatibleConfig
     default_api_base: ClassVar[str]
     default_api_key: ClassVar[str | None] = None
-    config: OpenAICompatibleConfig  # type: ignore[assignment]
+    config: OpenAICompatibleConfig
 
-    def openai_wire(self, config: ProviderConfig) -> OpenAIWire:
-        assert isinstance(config, OpenAICompatibleConfig)
+    def openai_wire(self) -> OpenAIWire:
+        config = self.config
         key = config.key() or self.default_api_key
         return OpenAIWire.at(config.api_base or self.default_api_base, {"Authorization": f"Bearer {key}"} if key else {})
 

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from gateway_server.providers import get_adapter_class
-from gateway_server.providers.openai import OpenAIAdapter
+from gateway_server.providers.openai import OpenAIAdapter, OpenAIWireAdapter
 from gateway_server.providers.openai_compatible import OPENAI_COMPATIBLE_PRESETS, OpenAICompatibleAdapter
 from gateway_server.routes import RouteType
 
@@ -62,7 +62,7 @@ def test_openai_compatible_presets_build_openai_requests(
 
 def test_openai_compatible_presets_share_openais_transforms() -> None:
     for preset in OPENAI_COMPATIBLE_PRESETS:
-        assert issubclass(preset, OpenAIAdapter)
+        assert issubclass(preset, OpenAIWireAdapter)  # OpenAIAdapter's base: the OpenAI wire format
         for method in ("parse_chat_response", "parse_stream_event", "build_stream_request", "_request"):
             assert getattr(preset, method) is getattr(OpenAIAdapter, method), (preset.name, method)
 
