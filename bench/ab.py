@@ -28,7 +28,13 @@ from bench.measure import UPSTREAM_CPU, Plan, Target
 from bench.run import DEFAULT_GATEWAY_CMD, GATEWAY_KEY, Scenario, gateway_config, start_gateway
 from bench.upstream import start_upstream
 
-FIGURES = ("gateway_cpu_us_per_request", "tput_rps", "tput_p50_ms", "tput_p99_ms", "other_cpu_share_during_c64")
+FIGURES = (
+    "gateway_cpu_us_per_request",
+    "tput_rps",
+    "tput_p50_ms",
+    "tput_p99_ms",
+    "other_cpu_share_during_c64",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

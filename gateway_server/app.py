@@ -129,6 +129,10 @@ class GatewayApp:
         routes = self.state.routes
         # The route store loads what it holds before start-up completes (Redis: the shared routes).
         await stack.enter_async_context(routes.running())
+        governor = self.state.governor
+        if governor is not None:  # usage and budgets: written until the end, closed before Redis
+            await governor.start()
+            stack.push_async_callback(governor.close)
         watcher = await stack.enter_async_context(
             watch_config(routes.base.path, routes.base, routes.apply, self._reload_interval)
         )
@@ -167,6 +171,7 @@ def build_api(state: GatewayState) -> ASGIApp:
     from gateway_server.api.errors import install_error_handlers
     from gateway_server.api.openapi import install_openapi
     from gateway_server.api.routes_crud import router as routes_router
+    from gateway_server.api.usage import router as usage_router
 
     api = FastAPI(
         title="gatewayctl gateway",
@@ -176,6 +181,7 @@ def build_api(state: GatewayState) -> ASGIApp:
     api.state.gateway = state
     install_error_handlers(api)
     api.include_router(routes_router)
+    api.include_router(usage_router)
     install_openapi(api)
     return api
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway_server.auth import KeyTable
 from gateway_server.config import GatewayConfig
+from gateway_server.governor import Governor
 from gateway_server.limits import RateLimiter
 from gateway_server.limits_redis import RedisWindows
 from gateway_server.metrics import Metrics
@@ -14,6 +16,7 @@ from gateway_server.runtime import FileStore, RouteStore, RouteTable
 from gateway_server.runtime.redis_store import RedisStore
 from gateway_server.shared import SharedState
 from gateway_server.upstream.clients import Upstreams
+from gateway_server.usage_store import EmbeddedStore, default_store_path
 
 __all__ = ["GatewayState"]
 
@@ -29,6 +32,8 @@ class GatewayState:
     limiter: RateLimiter = field(default_factory=RateLimiter)
     # server.shared_state: Redis for counters and run-time routes; read once at start.
     shared: SharedState | None = None
+    # Token limits, budgets and usage (governor.py): set by from_config; None for a bare state.
+    governor: Governor | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -37,10 +42,19 @@ class GatewayState:
         url = config.server.shared_state
         shared = SharedState(url) if url else None
         store: RouteStore = RedisStore(shared) if shared is not None else FileStore(config.path)
+        limiter = RateLimiter(RedisWindows(shared) if shared is not None else None)
+        usage: Any  # where token windows, budget spend and usage live (docs/governance.md)
+        if shared is not None:
+            from gateway_server.usage_redis import RedisUsageStore
+
+            usage = RedisUsageStore(shared)
+        else:
+            usage = EmbeddedStore(default_store_path(config.path, config.server.usage_store))
         return cls(
             routes=RouteTable(config, store),
-            limiter=RateLimiter(RedisWindows(shared) if shared is not None else None),
+            limiter=limiter,
             shared=shared,
+            governor=Governor(usage, limiter, config.auth),
         )
 
     @property

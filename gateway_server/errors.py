@@ -15,6 +15,7 @@
     │   ├── ConfigNotPersistableError   409; a route change that could not be saved
     │   ├── PayloadTooLargeError        413
     │   └── RateLimitError              429; .retry_after
+    │       └── BudgetExceededError     429, code "budget_exceeded"; a key's budget is spent
     ├── UnsupportedRouteTypeError       501; .provider x .route_type not offered
     ├── SharedStateUnavailableError     503; the shared Redis (server.shared_state) did not answer
     ├── UpstreamError                   .provider, .upstream_status, .reason (never holds a secret)
@@ -42,6 +43,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "AuthenticationError",
+    "BudgetExceededError",
     "CircuitOpenError",
     "ClientRequestError",
     "ConfigError",
@@ -77,6 +79,7 @@ class GatewayError(Exception):
 
     status_code: ClassVar[int] = 500
     error_type: ClassVar[str] = "gateway_error"
+    error_code: ClassVar[str | None] = None  # the envelope's ``error.code``; the status when None
     retry_after: float | None = None  # seconds; answered as Retry-After when set
 
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
@@ -97,7 +100,11 @@ class GatewayError(Exception):
 
     def to_payload(self) -> dict[str, Any]:
         """The one JSON envelope: OpenAI-style ``error`` plus ``detail`` for MLflow clients."""
-        error: dict[str, Any] = {"message": self.message, "type": self.error_type, "code": self.status_code}
+        error: dict[str, Any] = {
+            "message": self.message,
+            "type": self.error_type,
+            "code": self.error_code or self.status_code,
+        }
         for key, value in self.fields().items():
             if value is not None:
                 error[key] = value
@@ -333,9 +340,23 @@ class RateLimitError(ClientRequestError):
     status_code = 429
     error_type = "rate_limit_error"
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, extra_headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.extra_headers = extra_headers  # e.g. X-RateLimit-*-Tokens of a token limit
+
+    def headers(self) -> dict[str, str]:
+        headers = super().headers()
+        return {**self.extra_headers, **headers} if self.extra_headers else headers
+
+
+class BudgetExceededError(RateLimitError):
+    """A gateway key's budget (USD or tokens, per calendar day or month) is spent (docs/governance.md)."""
+
+    error_type = "budget_exceeded"
+    error_code = "budget_exceeded"
 
 
 class UnsupportedRouteTypeError(GatewayError):

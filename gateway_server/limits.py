@@ -224,14 +224,17 @@ def check_workers(config: GatewayConfig, workers: int) -> None:
 
     With ``server.shared_state`` every worker counts in the same Redis, so any number is fine.
     """
-    limited = [route.name for route in config.routes if route.limit is not None]
+    limited = [f"route '{route.name}'" for route in config.routes if route.limit]
+    limited += [
+        f"key '{key.name}'" for key in (config.auth.keys if config.auth else ()) if key.limit or key.budget
+    ]
     if workers <= 1 or not limited or config.server.shared_state:
         return
-    names = ", ".join(f"'{name}'" for name in limited)
+    names = ", ".join(limited)
     raise ConfigError(
-        f"--workers {workers}: route(s) {names} have a rate limit ('limit:'), and without "
-        f"server.shared_state limits are counted in each worker's own memory, so {workers} workers "
-        f"would admit up to {workers} times the configured calls. Set server.shared_state to a "
+        f"--workers {workers}: {names} have a rate limit ('limit:') or a budget, and without "
+        f"server.shared_state limits and budgets are counted in each worker's own memory, so "
+        f"{workers} workers would admit up to {workers} times the configured amounts. Set server.shared_state to a "
         "redis:// URL so the workers share the counts (docs/scale-out.md), serve with --workers 1 "
         "(one process handles thousands of requests a second), or remove the limits.",
         path=config.path,

@@ -15,11 +15,13 @@ from typing import Any
 
 from gateway_server.breaker import BreakerBoard
 from gateway_server.config import RouteConfig
+from gateway_server.governance import TokenLimit
 from gateway_server.limits import RouteLimit
 from gateway_server.providers import Adapter
 from gateway_server.reliability import DEFAULT_TIMEOUT_SECONDS, Plan, build_plan
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
+from gateway_server.usage import Price
 
 __all__ = ["DEFAULT_TIMEOUT_SECONDS", "RouteEntry", "RouteIndex", "build_entry"]
 
@@ -34,15 +36,35 @@ class RouteEntry:
     endpoint: dict[str, Any]
     secrets: tuple[Secret, ...]
     plan: Plan  # every model's adapter, retry policy, deadline, breakers (reliability.py)
-    limit: RouteLimit | None = None  # the route's rate limit, counted by state.limiter (limits.py)
+    call_limits: tuple[RouteLimit, ...] = ()  # counted by state.limiter (limits.py)
+    token_limits: tuple[TokenLimit, ...] = ()  # counted by state.governor (governor.py)
+    reserve_price: Price | None = None  # the dearest model's: what a USD budget reserves at admission
+
+    @property
+    def governed(self) -> bool:
+        """Does a request on this route need admission (a call or token limit)?"""
+        return bool(self.call_limits or self.token_limits)
+
+    @property
+    def limit(self) -> RouteLimit | None:
+        """The first call limit (what a single ``limit: {calls, ...}`` was before lists)."""
+        return self.call_limits[0] if self.call_limits else None
 
 
 def build_entry(route: RouteConfig, breakers: BreakerBoard | None = None) -> RouteEntry:
     plan = build_plan(route, breakers if breakers is not None else BreakerBoard())
     public_route = route.to_route()
-    limit = None
-    if route.limit is not None:
-        limit = RouteLimit.build(route.name, route.limit.calls, route.limit.period_seconds, route.limit.key)
+    calls, tokens = [], []
+    for item in route.limits:
+        if item.calls is not None:
+            calls.append(RouteLimit.build(route.name, item.calls, item.period_seconds, item.key))
+        else:
+            assert item.tokens is not None
+            tokens.append(TokenLimit.build(f"route:{route.name}", item.tokens, item.period_seconds, item.key))
+    prices = [target.price for target in (*plan.primaries, *plan.fallbacks) if target.price is not None]
+    reserve_price = None
+    if prices:
+        reserve_price = Price(max(p.input for p in prices), max(p.output for p in prices))
     return RouteEntry(
         name=route.name,
         route_type=route.route_type,
@@ -52,7 +74,9 @@ def build_entry(route: RouteConfig, breakers: BreakerBoard | None = None) -> Rou
         endpoint=public_route.to_endpoint(),
         secrets=route.secrets(),
         plan=plan,
-        limit=limit,
+        call_limits=tuple(calls),
+        token_limits=tuple(tokens),
+        reserve_price=reserve_price,
     )
 
 

@@ -52,6 +52,7 @@ from gateway_server.providers import Adapter, get_adapter_class
 from gateway_server.routes import RouteType
 from gateway_server.upstream.clients import Upstreams
 from gateway_server.upstream.transport import transport_for
+from gateway_server.usage import Price
 
 if TYPE_CHECKING:
     from gateway_server.config import Model, RouteConfig
@@ -204,6 +205,7 @@ class Target:
     header: bytes
     breaker: CircuitBreaker
     transport: str | None = None  # upstream/transport.py; None: the server's default
+    price: Price | None = None  # USD per 1M tokens: each attempt is charged at its own model's price
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +243,7 @@ def _target(model: Model, board: BreakerBoard, transport: str | None) -> Target:
         header=label.encode("latin-1", "replace"),
         breaker=board.get(upstream_key(adapter)),
         transport=transport_for(adapter.origin, transport),
+        price=model.price.build() if model.price is not None else None,
     )
 
 

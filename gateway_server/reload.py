@@ -37,7 +37,13 @@ from gateway_server.runtime.changes import RouteChanges, diff_routes
 # Called with each new, validated config file: ``RouteTable.apply(config, reason, quiet=...)``.
 Apply = Callable[..., RouteChanges]
 
-__all__ = ["RELOAD_INTERVAL", "ConfigWatcher", "RouteChanges", "diff_routes", "watch_config"]  # the diff: runtime/changes.py
+__all__ = [
+    "RELOAD_INTERVAL",
+    "ConfigWatcher",
+    "RouteChanges",
+    "diff_routes",
+    "watch_config",
+]  # the diff: runtime/changes.py
 
 logger = logging.getLogger("gateway_server.reload")
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway_server.errors import (
     AuthenticationError,
+    BudgetExceededError,
     CircuitOpenError,
     ClientRequestError,
     ConfigError,
@@ -83,6 +84,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "AsyncGatewayClient",
     "AuthenticationError",
+    "BudgetExceededError",
     "CircuitOpenError",
     "ClientRequestError",
     "ConfigError",

@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway_server.errors import (
     AuthenticationError,
+    BudgetExceededError,
     CircuitOpenError,
     ClientRequestError,
     ConfigError,
@@ -69,6 +70,7 @@ _BY_TYPE: dict[str, type[GatewayError]] = {
         ConfigNotPersistableError,
         PayloadTooLargeError,
         RateLimitError,
+        BudgetExceededError,
         UnsupportedRouteTypeError,
         SharedStateUnavailableError,
         UpstreamError,

@@ -11,6 +11,7 @@ import gatewayctl
 PUBLIC_NAMES = [
     "AsyncGatewayClient",
     "AuthenticationError",
+    "BudgetExceededError",
     "CircuitOpenError",
     "ClientRequestError",
     "ConfigError",

@@ -31,17 +31,18 @@ from gateway_server.errors import (
     PayloadTooLargeError,
     RouteNotFoundError,
 )
-from gateway_server.limits import limit_key
 from gateway_server.registry import RouteEntry
 from gateway_server.reliability import call as call_upstream
 from gateway_server.routes import RouteType
 from gateway_server.schemas import TO_LEGACY, VALIDATORS
+from gateway_server.usage import Usage, usage_of
 
 __all__ = ["Flavor", "Invocation", "handle_invocation", "match_invocation"]
 
 logger = logging.getLogger("gateway_server")
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+_NOTHING = Usage()
 OVERHEAD_HEADER = b"x-gateway-overhead-ms"
 
 
@@ -164,6 +165,14 @@ def _finish(result: dict[str, Any], route_type: RouteType) -> dict[str, Any]:
     return result
 
 
+async def _charge(
+    governor: Any, ticket: Any, key_name: str | None, entry: RouteEntry, served: Any, used: Usage
+) -> None:
+    governor.record(key_name, entry.name, served.label, used, served.price)
+    if ticket is not None:
+        await governor.settle(ticket, used, served.price)
+
+
 async def handle_invocation(
     state: Any, invocation: Invocation, scope: dict[str, Any], receive: Any, send: Any
 ) -> None:
@@ -171,6 +180,8 @@ async def handle_invocation(
     upstream_seconds = 0.0
     headers = JSON_HEADERS
     route_label = ""  # a known route's name only: unknown names must not grow the metrics
+    governor = state.governor
+    ticket = None  # what admission reserved (limits, budgets), settled on what the answer used
     try:
         if scope["method"] != "POST":
             raise MethodNotAllowedError(
@@ -181,17 +192,16 @@ async def handle_invocation(
         payload = _parse_payload(await _read_body(scope, receive, state.max_request_bytes))
         entry = _resolve(state, invocation, payload)
         route_label = entry.name
-        limit_headers: list[tuple[bytes, bytes]] = []
-        if entry.limit is not None:  # every path family reaches here: /gateway, /endpoints, /v1
-            decision = await state.limiter.hit(entry.limit, limit_key(entry.limit.key, scope, key_name))
-            limit_headers = decision.headers()
-            headers = headers + limit_headers
-            if not decision.allowed:
-                raise decision.error()
         route_type = entry.route_type
         payload = VALIDATORS[route_type](payload)
+        # Every path family reaches here (/gateway, /endpoints, /v1/*): limits and budgets, once.
+        if governor is not None and governor.applies(entry, key_name, state.config.auth):
+            ticket = await governor.admit(entry, key_name, scope, payload)
+            headers = headers + ticket.headers
         if payload.get("stream"):
-            overhead = await stream_response(state, entry, payload, receive, send, started, limit_headers)
+            overhead = await stream_response(
+                state, entry, payload, receive, send, started, (key_name, ticket)
+            )
             state.metrics.observe(route_label, 200, perf_counter() - started, overhead)
             return
         upstream_started = perf_counter()
@@ -199,6 +209,9 @@ async def handle_invocation(
             result, served = await call_upstream(state.upstream, entry.plan, route_type, payload)
         finally:
             upstream_seconds = perf_counter() - upstream_started
+        if governor is not None:  # charged at the price of the model that answered
+            await _charge(governor, ticket, key_name, entry, served, usage_of(result, payload))
+            ticket = None
         headers = [*headers, (MODEL_HEADER, served.header)]
         if not result.get("model"):
             result["model"] = served.adapter.model_name
@@ -207,12 +220,16 @@ async def handle_invocation(
             result = TO_LEGACY[route_type](result)
         status, body = 200, orjson.dumps(result)
     except GatewayError as exc:
+        if ticket is not None:  # refused or failed after admission: release the reservation
+            await governor.settle(ticket, _NOTHING, None)  # type: ignore[union-attr]
         status, body = exc.status_code, error_body(exc)
         extra = exc.headers()
         if extra:
             headers = headers + [(k.lower().encode(), v.encode()) for k, v in extra.items()]
     except Exception:  # the process edge: log it, answer the envelope, never a bare 500 page
         logger.exception("unhandled error while serving %s", scope.get("path"))
+        if ticket is not None:
+            await governor.settle(ticket, _NOTHING, None)  # type: ignore[union-attr]
         error = internal_error()
         status, body = error.status_code, error_body(error)
     elapsed = perf_counter() - started

@@ -26,3 +26,8 @@ def route_invocations(name: str) -> str:
 
 def endpoint_invocations(name: str) -> str:
     return f"{ENDPOINTS_PREFIX}{name}{INVOCATIONS_SUFFIX}"
+
+
+# Governance (admin scope): usage by key, route or model; gateway keys with budgets
+USAGE = "/api/2.0/gateway/usage"
+KEYS = "/api/2.0/gateway/keys"

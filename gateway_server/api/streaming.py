@@ -9,7 +9,9 @@ Rules kept here once, for every provider and path:
   whole stream and ``role`` on the first delta of each choice;
 - a failure after the first byte is sent as a ``data: {"error": {...}}`` event, then the stream
   ends without ``[DONE]``: never a silently truncated 200;
-- a client that goes away cancels the upstream request.
+- a client that goes away cancels the upstream request;
+- what the stream used (its final chunk's ``usage``, else the estimate of usage.StreamUsage) is
+  recorded and settled once it is over, however it ended: a client that left pays for what it got.
 
 Every path streams the OpenAI chunk shapes: the seed-era API never defined a streaming shape.
 """
@@ -31,6 +33,7 @@ from gateway_server.errors import GatewayError
 from gateway_server.registry import RouteEntry
 from gateway_server.reliability import open_stream
 from gateway_server.routes import RouteType
+from gateway_server.usage import StreamUsage
 
 __all__ = ["MODEL_HEADER", "stream_response"]
 
@@ -46,9 +49,9 @@ MODEL_HEADER = b"x-gateway-model"  # <provider>/<model> that served (a fallback,
 
 
 class _ChunkDecorator:
-    """Fills what the standard requires on every chunk of one stream."""
+    """Fills what the standard requires on every chunk of one stream (and watches its usage)."""
 
-    __slots__ = ("created", "id", "model", "route_type", "seen_roles")
+    __slots__ = ("created", "id", "model", "route_type", "seen_roles", "tally")
 
     def __init__(self, entry: RouteEntry, model: str | None = None) -> None:
         self.route_type = entry.route_type
@@ -57,8 +60,10 @@ class _ChunkDecorator:
         self.created = int(time.time())
         self.model = model if model is not None else entry.adapter.model_name
         self.seen_roles: set[int] = set()
+        self.tally = StreamUsage()
 
     def __call__(self, chunk: dict[str, Any]) -> bytes:
+        self.tally(chunk)
         chunk["id"] = chunk.get("id") or self.id
         chunk["created"] = chunk.get("created") or self.created
         if not chunk.get("model"):
@@ -85,12 +90,16 @@ async def stream_response(
     receive: Any,
     send: Any,
     started: float,
-    extra_headers: Iterable[tuple[bytes, bytes]] = (),
+    account: tuple[str | None, Any] = (None, None),
 ) -> float:
     """Serve one streaming invocation; return the gateway's own seconds up to the first chunk.
 
     Raises GatewayError only before the response has started. Retries and fallbacks apply to the
-    opening only (``reliability.open_stream``): once a chunk is ready it goes to the client."""
+    opening only (``reliability.open_stream``): once a chunk is ready it goes to the client.
+    ``account`` is ``(key name, admission ticket)``: who is charged for the stream, and what
+    admission reserved for it (governor.py; its limit headers go out with the stream's)."""
+    ticket = account[1]
+    extra_headers: Iterable[tuple[bytes, bytes]] = ticket.headers if ticket is not None else ()
     upstream_started = perf_counter()
     # an error here is still a normal error response
     served, first, chunks = await open_stream(state.upstream, entry.plan, entry.route_type, payload)
@@ -110,7 +119,14 @@ async def stream_response(
             ],
         }
     )
-    await _forward(first, chunks, decorate, receive, send)
+    try:
+        await _forward(first, chunks, decorate, receive, send)
+    finally:  # finished, failed or abandoned: what went out is charged
+        governor = state.governor
+        if governor is not None:
+            used = decorate.tally.result(payload)
+            governor.record(account[0], entry.name, served.label, used, served.price)
+            await governor.settle(account[1], used, served.price)
     return overhead_ms / 1000
 
 

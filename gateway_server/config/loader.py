@@ -74,7 +74,7 @@ def parse_config(text: str, path: str | None = None) -> GatewayConfig:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
         for error in exc.errors(include_url=False, include_input=False):
-            loc = _rename_top(tuple(error["loc"]), top)
+            loc = _single_limit(_rename_top(tuple(error["loc"]), top), data)
             if not error["msg"].endswith(_DUPLICATES_SEEN):  # already reported per route, with lines
                 issues.append((loc, _message(error, loc)))
     else:
@@ -158,6 +158,22 @@ def _duplicate_names(raw_routes: list[Any], top: str) -> list[tuple[tuple[Any, .
         else:
             seen[name] = index
     return found
+
+
+def _single_limit(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+    """``limit[0].calls`` -> ``limit.calls`` where the file gave one mapping, not a list."""
+    if "limit" not in loc:
+        return loc
+    at = loc.index("limit")
+    node = data
+    for part in loc[: at + 1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return loc
+    if isinstance(node, dict) and loc[at + 1 : at + 2] == (0,):
+        return loc[: at + 1] + loc[at + 2 :]
+    return loc
 
 
 def _rename_top(loc: tuple[Any, ...], top: str) -> tuple[Any, ...]:

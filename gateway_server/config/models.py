@@ -22,18 +22,22 @@ from pydantic import (
 )
 
 from gateway_server.errors import ConfigIssue
+from gateway_server.governance import NANO, Budget
 from gateway_server.providers import PROVIDERS, ProviderConfig, get_adapter_class, normalize_provider_name
 from gateway_server.routes import ROUTE_NAME_PATTERN, Limit, ModelInfo, Route, RouteType
 from gateway_server.secrets import Secret
+from gateway_server.usage import Price
 
 __all__ = [
     "QUERY_SUFFIX",
     "ROUTE_BASE",
     "AuthConfig",
     "AuthKeyConfig",
+    "BudgetConfig",
     "GatewayConfig",
     "LimitConfig",
     "Model",
+    "PriceConfig",
     "RetryConfig",
     "RouteConfig",
     "ServerConfig",
@@ -67,12 +71,23 @@ def _validate_provider_config(provider: str, config: Any) -> ProviderConfig:
     return adapter.config_model.model_validate(config if config is not None else {})
 
 
+class PriceConfig(_Strict):
+    """``price: {input, output}``: USD per one million prompt / completion tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+    def build(self) -> Price:
+        return Price(self.input, self.output)
+
+
 class Model(_Strict):
     """``model:``: the provider, the upstream model name, and the provider's own config."""
 
     provider: str
     name: str | None = None
     config: ProviderConfig | None = None
+    price: PriceConfig | None = None  # what its tokens cost (usage and USD budgets); none: 0
 
     @field_validator("provider", mode="before")
     @classmethod
@@ -121,11 +136,25 @@ _PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 
 class LimitConfig(_Strict):
-    """MLflow's ``limit: {calls, renewal_period}`` plus ``key``: what the calls are counted per."""
+    """MLflow's ``limit: {calls, renewal_period}`` plus ``tokens`` (instead of ``calls``: prompt +
+    completion tokens per window) and ``key``: what the calls or tokens are counted per."""
 
-    calls: int = Field(gt=0)
+    calls: int | None = Field(default=None, gt=0)
+    tokens: int | None = Field(default=None, gt=0)
     renewal_period: str
     key: Literal["route", "client_ip", "api_key"] = "route"
+
+    @model_validator(mode="after")
+    def _one_measure(self) -> LimitConfig:
+        if (self.calls is None) == (self.tokens is None):
+            raise ValueError(
+                "give exactly one of 'calls' (requests per window) or 'tokens' (tokens per window)"
+            )
+        return self
+
+    def public(self) -> dict[str, Any]:
+        measure = {"calls": self.calls} if self.calls is not None else {"tokens": self.tokens}
+        return {**measure, "renewal_period": self.renewal_period, "key": self.key}
 
     @field_validator("renewal_period")
     @classmethod
@@ -139,6 +168,11 @@ class LimitConfig(_Strict):
         match = _PERIOD.match(self.renewal_period)
         assert match is not None
         return int(match.group(1) or 1) * _PERIOD_SECONDS[match.group(2)]
+
+
+def _limit_list(value: Any) -> Any:
+    """``limit:`` is one mapping or a list of them; held as a list."""
+    return [value] if isinstance(value, dict) else value
 
 
 class RetryConfig(_Strict):
@@ -156,9 +190,11 @@ class RouteConfig(_Strict):
     fallbacks: list[Model] = Field(default_factory=list)
     retry: RetryConfig | None = None
     timeout: float | None = Field(default=None, gt=0)
-    limit: LimitConfig | None = None
+    limit: list[LimitConfig] | None = None  # one mapping or a list of them in the file
     # How this route's upstream calls travel (upstream/transport.py); None: server.upstream_transport.
     transport: Literal["pool", "httpx"] | None = None
+
+    _limit_form = field_validator("limit", mode="before")(lambda value: _limit_list(value))
 
     @model_validator(mode="before")
     @classmethod
@@ -197,13 +233,17 @@ class RouteConfig(_Strict):
     def secrets(self) -> tuple[Secret, ...]:
         return tuple(secret for model in self.all_models if model.config for secret in model.config.secrets())
 
+    @property
+    def limits(self) -> list[LimitConfig]:
+        return list(self.limit or ())
+
     def to_route(self) -> Route:
         first = self.primary_models[0]
-        limit = None
-        if self.limit is not None:
-            limit = Limit(
-                calls=self.limit.calls, renewal_period=self.limit.renewal_period, key=self.limit.key
-            )
+        limit = None  # MLflow's Route has one calls limit: the first (token limits are not shown)
+        for item in self.limits:
+            if item.calls is not None:
+                limit = Limit(calls=item.calls, renewal_period=item.renewal_period, key=item.key)
+                break
         return Route(
             name=self.name,
             route_type=self.route_type,
@@ -216,11 +256,50 @@ class RouteConfig(_Strict):
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
+class BudgetConfig(_Strict):
+    """``budget: {usd | tokens, period: day | month}``: a key's spend per calendar period (UTC)."""
+
+    usd: float | None = Field(default=None, gt=0)
+    tokens: int | None = Field(default=None, gt=0)
+    period: Literal["day", "month"]
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> BudgetConfig:
+        if (self.usd is None) == (self.tokens is None):
+            raise ValueError("give exactly one of 'usd' (dollars per period) or 'tokens' (tokens per period)")
+        return self
+
+    def build(self, key_name: str) -> Budget:
+        if self.usd is not None:
+            return Budget(key_name, "usd", round(self.usd * NANO), self.period)
+        assert self.tokens is not None
+        return Budget(key_name, "tokens", self.tokens, self.period)
+
+
 class AuthKeyConfig(_Strict):
     name: str
     key: Secret | None = None
     key_sha256: str | None = None
     scopes: list[Literal["query", "admin"]] = Field(default_factory=lambda: ["query"])  # type: ignore[arg-type]
+    budget: BudgetConfig | None = None
+    limit: list[LimitConfig] | None = None  # counted for this key across every route
+
+    _limit_form = field_validator("limit", mode="before")(lambda value: _limit_list(value))
+
+    @field_validator("limit")
+    @classmethod
+    def _per_key(cls, value: list[LimitConfig] | None) -> list[LimitConfig] | None:
+        for item in value or ():
+            if "key" in item.model_fields_set and item.key != "api_key":
+                raise ValueError(
+                    "a key's own limit counts that key's calls or tokens on every route: "
+                    "leave 'key' out (or write key: api_key)"
+                )
+        return value
+
+    @property
+    def limits(self) -> list[LimitConfig]:
+        return list(self.limit or ())
 
     @field_validator("key_sha256")
     @classmethod
@@ -254,6 +333,9 @@ class ServerConfig(_Strict):
     cors_origins: list[str] = Field(default_factory=list)
     # pool: our HTTP/1.1 client (fastest); httpx: proxies from the environment, HTTP/2 (docs/operations.md).
     upstream_transport: Literal["pool", "httpx"] = "pool"
+    # The embedded usage store (no shared_state): a SQLite file, relative to the config's folder;
+    # default <config>.usage.db beside the config; "memory" keeps usage only while running.
+    usage_store: str | None = None
 
     @field_validator("shared_state")
     @classmethod

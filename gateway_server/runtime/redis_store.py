@@ -90,7 +90,9 @@ class RedisStore:
         names = {name.decode(): raw for name, raw in created.items()}
         return int(raw_version or 0), names, {name.decode() for name in tombstones}
 
-    async def refresh(self, *, force: bool = False, consequence: str = "the route table in hand keeps serving") -> bool:
+    async def refresh(
+        self, *, force: bool = False, consequence: str = "the route table in hand keeps serving"
+    ) -> bool:
         """Read the overlay if its version moved (or ``force``); True if a new one was read."""
         from redis import RedisError
 
@@ -139,7 +141,9 @@ class RedisStore:
         try:
             if script not in self._scripts:
                 self._scripts[script] = client.register_script(script)
-            return int(await self._scripts[script](keys=list(self.shared.keys), args=list(args), client=client))
+            return int(
+                await self._scripts[script](keys=list(self.shared.keys), args=list(args), client=client)
+            )
         except (RedisError, OSError) as exc:
             logger.error("%s", self.shared.unreachable(exc, "the change was not made"))
             raise SharedStateUnavailableError(

@@ -106,7 +106,9 @@ class FileStore:
         try:
             await self._persist(remove_route, name)
         except RouteNotFoundError:  # the file changed under us; the served set follows the file
-            logger.warning("route '%s' was no longer in %s; removing it from the running table", name, self.path)
+            logger.warning(
+                "route '%s' was no longer in %s; removing it from the running table", name, self.path
+            )
         self._created.pop(name, None)
         self._deleted.add(name)
 

@@ -1,0 +1,231 @@
+"""Token windows, budget spend and usage in Redis (``server.shared_state``), shared by every process.
+
+Same interface and arithmetic as :class:`~gateway_server.usage_store.EmbeddedStore`, so N workers
+and replicas admit exactly the configured totals:
+
+- **admission** is one Lua script (:data:`_ADMIT`): read every window and budget of the request,
+  refuse at the first that is used up, else add the reservations; one round trip, atomic;
+- **settling** replaces the reservations by what the answer used: ``INCRBY`` of each window and
+  budget counter (and a fresh ``EXPIRE``) in one ``MULTI`` transaction, one round trip;
+- **usage** rows collect in this process and are added to Redis once a second (``HINCRBY`` on one
+  hash per hour, kept :data:`USAGE_TTL_DAYS` days), so accounting costs no round trip a request;
+  a crash loses at most the last second of usage rows (never budget spend, which is settled at once).
+
+Keys: ``<prefix>:gov:<window counter>:<window number>`` (expire after two periods),
+``<prefix>:gov:<budget counter>`` (expire a day after the period ends), ``<prefix>:usage:<hour>``.
+Redis not answering at admission is :class:`SharedStateUnavailableError` (503): a governed request
+is never admitted unchecked. Not answering when settling or writing usage is logged; the figures
+are kept and written when Redis answers again (usage), or lost (a settle: the reservation stands).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from gateway_server.errors import SharedStateUnavailableError
+from gateway_server.usage_store import (
+    FLUSH_INTERVAL,
+    Admission,
+    BudgetCheck,
+    UsageLedger,
+    WindowCheck,
+    aggregate,
+)
+
+if TYPE_CHECKING:
+    from gateway_server.shared import SharedState
+
+__all__ = ["USAGE_TTL_DAYS", "RedisUsageStore"]
+
+logger = logging.getLogger("gateway_server.usage")
+
+USAGE_TTL_DAYS = 400
+_SEP = "\x1f"
+_LOG_EVERY = 10.0
+
+# KEYS: per window (previous, current), then one per budget.
+# ARGV: number of windows; per window: limit, share of the previous window still counted, reserve,
+# TTL s; per budget: amount, reserve, TTL s.
+# Reply: {-1 or the 0-based index of the refusing check, figures...} (see Admission).
+_ADMIT = """
+local windows = tonumber(ARGV[1])
+local figures = {}
+local a = 2
+for i = 1, windows do
+  local previous = tonumber(redis.call('get', KEYS[2 * i - 1]) or '0')
+  local current = tonumber(redis.call('get', KEYS[2 * i]) or '0')
+  figures[#figures + 1] = previous
+  figures[#figures + 1] = current
+  if previous * tonumber(ARGV[a + 1]) + current >= tonumber(ARGV[a]) then
+    return {i - 1, unpack(figures)}
+  end
+  a = a + 4
+end
+for j = 2 * windows + 1, #KEYS do
+  local spent = tonumber(redis.call('get', KEYS[j]) or '0')
+  figures[#figures + 1] = spent
+  if spent >= tonumber(ARGV[a]) then return {windows + (j - 2 * windows) - 1, unpack(figures)} end
+  a = a + 3
+end
+a = 2
+for i = 1, windows do
+  redis.call('incrby', KEYS[2 * i], ARGV[a + 2])
+  redis.call('expire', KEYS[2 * i], ARGV[a + 3])
+  a = a + 4
+end
+for j = 2 * windows + 1, #KEYS do
+  redis.call('incrby', KEYS[j], ARGV[a + 1])
+  redis.call('expire', KEYS[j], ARGV[a + 2])
+  a = a + 3
+end
+return {-1, unpack(figures)}
+"""
+
+
+class RedisUsageStore:
+    """The shared store (see the module docstring)."""
+
+    shared = True
+
+    def __init__(self, shared: SharedState, *, clock: Any = time.time) -> None:
+        self.state = shared
+        self.clock = clock
+        self.prefix = shared.limits_prefix.rsplit(":", 1)[0]
+        self.ledger = UsageLedger()
+        self._script: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._failed_at = -1e9
+
+    def _key(self, counter: str) -> str:
+        return f"{self.prefix}:gov:{counter}"
+
+    def _errors(self) -> tuple[type[BaseException], ...]:
+        from redis import RedisError
+
+        return (RedisError, OSError)
+
+    def _unavailable(self, exc: BaseException, consequence: str) -> SharedStateUnavailableError:
+        now = time.monotonic()
+        if now - self._failed_at > _LOG_EVERY:  # an outage is one line every few seconds
+            self._failed_at = now
+            logger.error("%s", self.state.unreachable(exc, consequence))
+        return SharedStateUnavailableError(
+            "This request is subject to token limits or a budget, and the gateway's shared state "
+            "(Redis) did not answer, so it was neither checked nor made. Retry shortly."
+        )
+
+    async def admit(self, windows: Sequence[WindowCheck], budgets: Sequence[BudgetCheck]) -> Admission:
+        now = self.clock()
+        keys: list[str] = []
+        args: list[Any] = [len(windows)]
+        numbers = []
+        for check in windows:
+            window = int(now // check.period)
+            numbers.append(window)
+            keys += (self._key(f"{check.counter}:{window - 1}"), self._key(f"{check.counter}:{window}"))
+            share = (check.period - (now - window * check.period)) / check.period
+            args += (check.limit, repr(share), check.reserve, 2 * check.period)
+        for budget in budgets:
+            keys.append(self._key(budget.counter))
+            args += (budget.amount, budget.reserve, budget.ttl)
+        if self._script is None:
+            self._script = self.state.client.register_script(_ADMIT)
+        try:
+            reply = await self._script(keys=keys, args=args)
+        except self._errors() as exc:
+            raise self._unavailable(exc, "requests with token limits or budgets get 503") from None
+        return Admission(int(reply[0]), [int(value) for value in reply[1:]], numbers)
+
+    async def settle(
+        self, windows: Sequence[tuple[WindowCheck, int, int]], budgets: Sequence[tuple[BudgetCheck, int]]
+    ) -> None:
+        if not windows and not budgets:
+            return
+        try:
+            async with self.state.client.pipeline(transaction=True) as pipe:
+                for check, window, delta in windows:
+                    key = self._key(f"{check.counter}:{window}")
+                    pipe.incrby(key, delta).expire(key, 2 * check.period)
+                for budget, delta in budgets:
+                    key = self._key(budget.counter)
+                    pipe.incrby(key, delta).expire(key, budget.ttl)
+                await pipe.execute()
+        except self._errors() as exc:
+            logger.error("%s", self.state.unreachable(exc, "an answer's usage was not settled"))
+
+    async def spent(self, counters: Sequence[str]) -> list[int]:
+        if not counters:
+            return []
+        try:
+            values = await self.state.client.mget([self._key(counter) for counter in counters])
+        except self._errors() as exc:
+            raise self._unavailable(exc, "budgets cannot be read") from None
+        return [int(value or 0) for value in values]
+
+    async def usage(self, since: float, by: str) -> list[dict[str, Any]]:
+        await self.flush()
+        first, last = int(since // 3600), int(self.clock() // 3600)
+        try:
+            async with self.state.client.pipeline(transaction=False) as pipe:
+                for hour in range(first, last + 1):
+                    pipe.hgetall(f"{self.prefix}:usage:{hour}")
+                hours = await pipe.execute()
+        except self._errors() as exc:
+            raise self._unavailable(exc, "usage cannot be read") from None
+        rows: dict[tuple[str, str, str], list[int]] = {}
+        for fields in hours:
+            for field, value in fields.items():
+                key, route, model, figure = field.decode().split(_SEP)
+                slot = rows.setdefault((key, route, model), [0, 0, 0, 0])
+                slot["rpcn".index(figure)] += int(value)
+        return aggregate(((*name, *figures) for name, figures in rows.items()), by)
+
+    async def flush(self) -> None:
+        pending = self.ledger.take()
+        if not pending:
+            return
+        ttl = USAGE_TTL_DAYS * 86400
+        try:
+            async with self.state.client.pipeline(transaction=True) as pipe:
+                for (hour, key, route, model), figures in pending.items():
+                    name = f"{self.prefix}:usage:{hour}"
+                    base = f"{key}{_SEP}{route}{_SEP}{model}{_SEP}"
+                    for letter, value in zip("rpcn", figures, strict=True):
+                        if value:
+                            pipe.hincrby(name, base + letter, value)
+                    pipe.expire(name, ttl)
+                await pipe.execute()
+        except self._errors() as exc:
+            for row, figures in pending.items():  # kept for the next write
+                slot = self.ledger.pending.setdefault(row, [0, 0, 0, 0])
+                for i, value in enumerate(figures):
+                    slot[i] += value
+            logger.error("%s", self.state.unreachable(exc, "usage is kept and written later"))
+
+    async def load_spend(self, starts: Sequence[tuple[str, float]]) -> None:
+        return None  # spend lives in Redis already
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            try:
+                await self.flush()
+            except Exception:  # the process edge of a background task: log, keep writing
+                logger.exception("usage writer failed; will try again")
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="gatewayctl-usage-writer")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()

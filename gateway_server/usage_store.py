@@ -1,0 +1,326 @@
+"""Where token windows, budget spend and usage live without Redis: this process, plus SQLite.
+
+The embedded store needs nothing installed or started. Token windows and budget counters are
+dicts in this process (checked and changed between two awaits, so atomic on the one event loop;
+without ``server.shared_state`` the server refuses ``--workers > 1`` when any are configured).
+Usage (requests, prompt and completion tokens, cost, per hour x key x route x model) collects in
+memory and is written to SQLite once a second, in one transaction, on a thread of its own:
+
+- **durability**: WAL journal, ``synchronous=NORMAL``: a committed transaction survives the
+  process being killed (SIGKILL), so at most the last second of usage is lost; a power cut may
+  lose the last transactions too (documented in docs/governance.md);
+- **budgets survive restarts** because spend is usage: at start-up each key's spend in the
+  current day and month is summed from the table, and this process's charges add to that;
+- the file sits next to the config (``<config>.usage.db``), or where ``server.usage_store``
+  says; ``memory`` (or a config that is not a file) keeps everything in memory, lost at exit.
+
+Cost of a write: measured in docs/performance.md (a one-second batch of upserts is well under a
+millisecond of the writer thread per few hundred distinct rows, off the event loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, NamedTuple
+
+__all__ = [
+    "FLUSH_INTERVAL",
+    "Admission",
+    "BudgetCheck",
+    "EmbeddedStore",
+    "UsageLedger",
+    "WindowCheck",
+    "aggregate",
+    "default_store_path",
+]
+
+logger = logging.getLogger("gateway_server.usage")
+
+FLUSH_INTERVAL = 1.0  # seconds between two writes of usage: what a SIGKILL may lose
+BY = ("key", "route", "model")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage (
+    hour INTEGER NOT NULL, key TEXT NOT NULL, route TEXT NOT NULL, model TEXT NOT NULL,
+    requests INTEGER NOT NULL, prompt INTEGER NOT NULL, completion INTEGER NOT NULL,
+    cost_nano INTEGER NOT NULL,
+    PRIMARY KEY (hour, key, route, model)
+) WITHOUT ROWID
+"""
+_UPSERT = """
+INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (hour, key, route, model) DO UPDATE SET
+    requests = requests + excluded.requests, prompt = prompt + excluded.prompt,
+    completion = completion + excluded.completion, cost_nano = cost_nano + excluded.cost_nano
+"""
+
+
+class WindowCheck(NamedTuple):
+    counter: str  # TokenLimit.counter(who)
+    limit: int
+    period: int
+    reserve: int  # tokens reserved in the current window when admitted
+
+
+class BudgetCheck(NamedTuple):
+    counter: str  # Budget.counter(period id)
+    amount: int
+    reserve: int
+    ttl: int  # seconds the counter must outlive (Redis): until the period's end, plus a day
+
+
+class Admission(NamedTuple):
+    refused: int  # -1: admitted (and reserved); else the index of the refusing check (windows first)
+    figures: list[int]  # per window (previous, current), then per budget its spend; up to ``refused``
+    window: list[int]  # per window check, the window number the reservation went into
+
+
+Row = tuple[int, str, str, str]  # hour, key, route, model
+
+
+class UsageLedger:
+    """Usage not yet written: (hour, key, route, model) -> [requests, prompt, completion, nano$]."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending: dict[Row, list[int]] = {}
+
+    def add(self, row: Row, prompt: int, completion: int, nano: int) -> None:
+        slot = self.pending.get(row)
+        if slot is None:
+            self.pending[row] = [1, prompt, completion, nano]
+        else:
+            slot[0] += 1
+            slot[1] += prompt
+            slot[2] += completion
+            slot[3] += nano
+
+    def take(self) -> dict[Row, list[int]]:
+        pending, self.pending = self.pending, {}
+        return pending
+
+
+def aggregate(rows: Iterable[tuple[str, str, str, int, int, int, int]], by: str) -> list[dict[str, Any]]:
+    """Rows of (key, route, model, requests, prompt, completion, nano$) summed per ``by``, by cost."""
+    index = BY.index(by)
+    sums: dict[str, list[int]] = {}
+    for row in rows:
+        slot = sums.setdefault(row[index], [0, 0, 0, 0])
+        for i in range(4):
+            slot[i] += row[3 + i]
+    out = [
+        {
+            by: name,
+            "requests": s[0],
+            "prompt_tokens": s[1],
+            "completion_tokens": s[2],
+            "total_tokens": s[1] + s[2],
+            "cost_usd": s[3] / 1e9,
+        }
+        for name, s in sums.items()
+    ]
+    out.sort(key=lambda item: (-item["cost_usd"], -item["total_tokens"], item[by]))
+    return out
+
+
+def default_store_path(config_path: str | None, setting: str | None) -> str:
+    """The SQLite file for a config: ``server.usage_store``, else ``<config>.usage.db`` beside it."""
+    if setting:
+        if setting == "memory":
+            return ":memory:"
+        base = Path(config_path).parent if config_path else Path.cwd()
+        return str(base / Path(setting).expanduser())
+    if not config_path or not Path(config_path).is_file():  # a config not read from a file
+        return ":memory:"
+    path = Path(config_path)
+    return str(path.with_name(path.name.rsplit(".", 1)[0] + ".usage.db"))
+
+
+def window_admit(
+    slots: dict[str, list[int]], check: WindowCheck, now: float
+) -> tuple[int, int, int]:  # (window number, previous, current) after rolling the slot
+    number, _ = divmod(now, check.period)
+    window = int(number)
+    slot = slots.get(check.counter)
+    if slot is None:
+        slot = slots[check.counter] = [window, 0, 0]
+    elif slot[0] != window:
+        slot[2] = slot[1] if slot[0] == window - 1 else 0
+        slot[1] = 0
+        slot[0] = window
+    return window, slot[2], slot[1]
+
+
+class EmbeddedStore:
+    """Token windows and budgets in this process; usage in SQLite (see the module docstring)."""
+
+    shared = False
+
+    def __init__(self, path: str = ":memory:", *, clock: Any = time.time) -> None:
+        self.path = path
+        self.clock = clock
+        self.ledger = UsageLedger()
+        self._windows: dict[str, list[int]] = {}  # counter -> [window, current, previous]
+        self._spend: dict[str, int] = {}  # budget counter -> units spent (and reserved)
+        self._base: dict[str, int] = {}  # budget counter -> spend read from the table at start-up
+        self._executor: ThreadPoolExecutor | None = None  # the one thread that touches SQLite
+        self._db: sqlite3.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def _call(self, function: Any, *args: Any) -> Any:
+        """Run ``function`` on the writer thread (opening the file first, once)."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gatewayctl-usage")
+        if self._db is None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._open)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    # -- the writer thread -----------------------------------------------------------------------
+
+    def _open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA busy_timeout = 5000")  # several processes may share the file (workers)
+        if self.path != ":memory:":
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+        db.execute(_SCHEMA)
+        self._db = db
+
+    def _write(self, pending: dict[Row, list[int]]) -> None:
+        assert self._db is not None
+        rows = [(*row, *figures) for row, figures in pending.items()]
+        with self._db:  # one transaction
+            self._db.execute("BEGIN")
+            self._db.executemany(_UPSERT, rows)
+
+    def _select(self, since_hour: int) -> list[tuple[Any, ...]]:
+        assert self._db is not None
+        return self._db.execute(
+            "SELECT key, route, model, SUM(requests), SUM(prompt), SUM(completion), SUM(cost_nano) "
+            "FROM usage WHERE hour >= ? GROUP BY key, route, model",
+            (since_hour,),
+        ).fetchall()
+
+    async def load_spend(self, starts: Sequence[tuple[str, float]]) -> None:
+        """Start-up: every key's spend so far in the periods starting at ``starts`` (period id,
+        UNIX time), from the table, in USD and in tokens. This process's charges add to it."""
+
+        def read() -> dict[str, int]:
+            assert self._db is not None
+            found = {}
+            for period_id, start in starts:
+                for key, nano, tokens in self._db.execute(
+                    "SELECT key, SUM(cost_nano), SUM(prompt + completion) FROM usage "
+                    "WHERE hour >= ? GROUP BY key",
+                    (int(start // 3600),),
+                ):
+                    found[f"b|{key}|usd|{period_id}"] = int(nano)
+                    found[f"b|{key}|tokens|{period_id}"] = int(tokens)
+            return found
+
+        self._base.update(await self._call(read))
+
+    # -- the interface the governor uses ---------------------------------------------------------
+
+    async def admit(self, windows: Sequence[WindowCheck], budgets: Sequence[BudgetCheck]) -> Admission:
+        now = self.clock()
+        figures: list[int] = []
+        numbers: list[int] = []
+        slots = self._windows
+        for index, check in enumerate(windows):
+            window, previous, current = window_admit(slots, check, now)
+            figures += (previous, current)
+            numbers.append(window)
+            into = now - window * check.period
+            if previous * (check.period - into) / check.period + current >= check.limit:
+                return Admission(index, figures, numbers)
+        spend = self._spend
+        for index, budget in enumerate(budgets):
+            spent = spend.get(budget.counter)
+            if spent is None:
+                spent = spend[budget.counter] = self._base.get(budget.counter, 0)
+            figures.append(spent)
+            if spent >= budget.amount:
+                return Admission(len(windows) + index, figures, numbers)
+        for check in windows:
+            slots[check.counter][1] += check.reserve
+        for budget in budgets:
+            spend[budget.counter] += budget.reserve
+        return Admission(-1, figures, numbers)
+
+    async def settle(
+        self, windows: Sequence[tuple[WindowCheck, int, int]], budgets: Sequence[tuple[BudgetCheck, int]]
+    ) -> None:
+        """Replace reservations by actual figures: ``(check, window number, delta)`` per window and
+        ``(check, delta)`` per budget."""
+        for check, window, delta in windows:
+            slot = self._windows.get(check.counter)
+            if slot is None:
+                continue
+            if slot[0] == window:
+                slot[1] = max(0, slot[1] + delta)
+            elif slot[0] == window + 1:
+                slot[2] = max(0, slot[2] + delta)
+        for budget, delta in budgets:
+            self._spend[budget.counter] = max(0, self._spend.get(budget.counter, 0) + delta)
+
+    async def spent(self, counters: Sequence[str]) -> list[int]:
+        return [self._spend.get(counter, self._base.get(counter, 0)) for counter in counters]
+
+    async def usage(self, since: float, by: str) -> list[dict[str, Any]]:
+        await self.flush()
+        return aggregate(await self._call(self._select, int(since // 3600)), by)
+
+    async def flush(self) -> None:
+        pending = self.ledger.take()
+        if pending:
+            try:
+                await self._call(self._write, pending)
+            except (sqlite3.Error, OSError) as exc:
+                self._restore(pending)
+                logger.error("usage store %s: write failed (%s); will retry", self.path, exc)
+
+    def _restore(self, pending: dict[Row, list[int]]) -> None:
+        for row, (requests, prompt, completion, nano) in pending.items():
+            slot = self.ledger.pending.setdefault(row, [0, 0, 0, 0])
+            slot[0] += requests
+            slot[1] += prompt
+            slot[2] += completion
+            slot[3] += nano
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            try:
+                await self.flush()
+            except Exception:  # the process edge of a background task: log, keep writing
+                logger.exception("usage writer failed; will try again")
+
+    async def start(self) -> None:
+        await self._call(lambda: None)  # open (or create) the file now: a bad path fails start-up
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="gatewayctl-usage-writer")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+        if self._executor is not None:
+            if self._db is not None:
+                await self._call(self._db.close)
+                self._db = None
+            self._executor.shutdown(wait=True)
+            self._executor = None
