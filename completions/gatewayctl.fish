@@ -3,7 +3,7 @@
 function __gatewayctl_path
     set -l path gatewayctl
     for token in (commandline -opc)[2..-1]
-        if contains -- "$path/$token" gatewayctl/validate gatewayctl/serve gatewayctl/query gatewayctl/routes gatewayctl/routes/list gatewayctl/routes/get gatewayctl/routes/create gatewayctl/routes/delete
+        if contains -- "$path/$token" gatewayctl/validate gatewayctl/serve gatewayctl/query gatewayctl/usage gatewayctl/keys gatewayctl/routes gatewayctl/routes/list gatewayctl/routes/get gatewayctl/routes/create gatewayctl/routes/delete
             set path "$path/$token"
         end
     end
@@ -14,6 +14,8 @@ complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl' -f
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl' -a validate -d 'Check config files; print every problem as file:line: route \'name\':...'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl' -a serve -d 'Run the gateway: validate CONFIG, then serve it until stopped (SIGT...'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl' -a query -d 'Query a route and print the answer\'s text (the raw answer with --ou...'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl' -a usage -d 'Show requests, tokens and cost per key, route or model, most expens...'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl' -a keys -d 'List the gateway\'s keys: scopes, limits, budget and what is left of...'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl' -a routes -d 'List, show, create and delete the routes of a running gateway'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl' -l version -d 'Show the version and exit'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl' -l debug -d 'Show the traceback when a command fails'
@@ -39,6 +41,18 @@ complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/query' -l api-k
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/query' -l timeout -r -d 'Seconds to wait for the gateway\'s answer'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/query' -l output -s o -x -a 'text json' -d 'text for people, json for scripts'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/query' -l help -d 'Show this message and exit'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/usage' -l by -x -a 'key route model' -d 'Group by key, route or model'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/usage' -l since -r -d 'A duration back from now (30m, 24h, 7d) or an ISO date/time (UTC)'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/usage' -l gateway-uri -r -d 'URI of the gateway, e.g. http://127.0.0.1:5000'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/usage' -l api-key -r -d 'Gateway key, sent as a Bearer token (create and delete need the adm...'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/usage' -l timeout -r -d 'Seconds to wait for the gateway\'s answer'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/usage' -l output -s o -x -a 'text json' -d 'text for people, json for scripts'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/usage' -l help -d 'Show this message and exit'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/keys' -l gateway-uri -r -d 'URI of the gateway, e.g. http://127.0.0.1:5000'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/keys' -l api-key -r -d 'Gateway key, sent as a Bearer token (create and delete need the adm...'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/keys' -l timeout -r -d 'Seconds to wait for the gateway\'s answer'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/keys' -l output -s o -x -a 'text json' -d 'text for people, json for scripts'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/keys' -l help -d 'Show this message and exit'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/routes' -f
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/routes' -a list -d 'List every route of the gateway'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/routes' -a get -d 'Show one route'

@@ -77,6 +77,28 @@ _gatewayctl_routes() {
     esac
 }
 
+_gatewayctl_keys() {
+    _arguments \
+        '--gateway-uri[URI of the gateway, e.g. http://127.0.0.1:5000]:value:_files' \
+        '--api-key[Gateway key, sent as a Bearer token (create and delete need the adm...]:value:_files' \
+        '--timeout[Seconds to wait for the gateway'\''s answer]:value:_files' \
+        '--output[text for people, json for scripts]:value:(text json)' \
+        '-o[text for people, json for scripts]:value:(text json)' \
+        '--help[Show this message and exit]'
+}
+
+_gatewayctl_usage() {
+    _arguments \
+        '--by[Group by key, route or model]:value:(key route model)' \
+        '--since[A duration back from now (30m, 24h, 7d) or an ISO date/time (UTC)]:value:_files' \
+        '--gateway-uri[URI of the gateway, e.g. http://127.0.0.1:5000]:value:_files' \
+        '--api-key[Gateway key, sent as a Bearer token (create and delete need the adm...]:value:_files' \
+        '--timeout[Seconds to wait for the gateway'\''s answer]:value:_files' \
+        '--output[text for people, json for scripts]:value:(text json)' \
+        '-o[text for people, json for scripts]:value:(text json)' \
+        '--help[Show this message and exit]'
+}
+
 _gatewayctl_query() {
     _arguments \
         '--prompt[Prompt text (chat or completions route)]:value:_files' \
@@ -134,6 +156,8 @@ _gatewayctl() {
             'validate:Check config files; print every problem as file:line: route '\''name'\'':...'
             'serve:Run the gateway: validate CONFIG, then serve it until stopped (SIGT...'
             'query:Query a route and print the answer'\''s text (the raw answer with --ou...'
+            'usage:Show requests, tokens and cost per key, route or model, most expens...'
+            'keys:List the gateway'\''s keys: scopes, limits, budget and what is left of...'
             'routes:List, show, create and delete the routes of a running gateway'
             )
             _describe -t commands 'gatewayctl command' commands ;;
@@ -142,6 +166,8 @@ _gatewayctl() {
                 validate) _gatewayctl_validate ;;
                 serve) _gatewayctl_serve ;;
                 query) _gatewayctl_query ;;
+                usage) _gatewayctl_usage ;;
+                keys) _gatewayctl_keys ;;
                 routes) _gatewayctl_routes ;;
             esac ;;
     esac

@@ -61,6 +61,8 @@ _BACKOFF = 0.1
 
 # The MLflow wire contract (the server's own constants live in gateway_server.api.paths).
 ROUTES_PATH = "/api/2.0/gateway/routes/"
+USAGE_PATH = "/api/2.0/gateway/usage"
+KEYS_PATH = "/api/2.0/gateway/keys"
 
 _T = TypeVar("_T")
 
@@ -126,6 +128,10 @@ def _create_call(name: str, route_type: str | RouteType, model: Mapping[str, Any
         ) from None
     body = {"name": name, "route_type": kind.value, "model": dict(model)}
     return _Call("POST", ROUTES_PATH, body=body)
+
+
+def _usage_call(by: str, since: str) -> _Call:
+    return _Call("GET", USAGE_PATH, {"by": by, "since": since})
 
 
 def _delete_call(name: str) -> _Call:
@@ -318,6 +324,14 @@ class GatewayClient(_ClientBase):
         """Create a route on the gateway (needs an admin key); ``model`` is ``{name, provider, config}``."""
         return self._route(self._json(_create_call(name, route_type, model)))
 
+    def get_usage(self, by: str = "key", since: str = "24h") -> dict[str, Any]:
+        """Usage per key, route or model since a duration (``24h``) or an ISO time (admin scope)."""
+        return self._json(_usage_call(by, since))  # type: ignore[no-any-return]
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        """The gateway's keys: scopes, limits, budgets and what is left (admin scope; never a secret)."""
+        return self._json(_Call("GET", KEYS_PATH))["keys"]  # type: ignore[no-any-return]
+
     def delete_route(self, name: str) -> None:
         """Delete a route from the gateway (needs an admin key)."""
         self._send(_delete_call(name))
@@ -414,6 +428,12 @@ class AsyncGatewayClient(_ClientBase):
 
     async def create_route(self, name: str, route_type: str | RouteType, model: Mapping[str, Any]) -> Route:
         return self._route(await self._json(_create_call(name, route_type, model)))
+
+    async def get_usage(self, by: str = "key", since: str = "24h") -> dict[str, Any]:
+        return await self._json(_usage_call(by, since))  # type: ignore[no-any-return]
+
+    async def list_keys(self) -> list[dict[str, Any]]:
+        return (await self._json(_Call("GET", KEYS_PATH)))["keys"]  # type: ignore[no-any-return]
 
     async def delete_route(self, name: str) -> None:
         await self._send(_delete_call(name))

@@ -9,7 +9,7 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from gatewayctl._version import __version__
-from gatewayctl.cli import output, query, routes, serve, validate
+from gatewayctl.cli import governance, output, query, routes, serve, validate
 from gatewayctl.cli.exit_codes import exit_code_for, help_epilog
 
 __all__ = ["app", "main"]
@@ -67,6 +67,8 @@ app.command()(validate.validate)
 app.command()(serve.serve)
 app.add_typer(routes.app)
 app.command()(query.query)
+app.command()(governance.usage)
+app.command()(governance.keys)
 
 
 def main() -> None:

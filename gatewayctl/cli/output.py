@@ -31,6 +31,7 @@ __all__ = [
     "emit_json",
     "print_route",
     "print_routes",
+    "print_table",
     "print_text",
     "report_error",
     "route_data",
@@ -101,6 +102,11 @@ def print_routes(routes: list[Route]) -> None:
             escape(route.model.provider),
             escape(route.model.name or "-"),
         )
+    _stdout().print(table)
+
+
+def print_table(table: Any) -> None:
+    """A rich table to stdout (the commands build their own columns)."""
     _stdout().print(table)
 
 

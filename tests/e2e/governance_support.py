@@ -1,0 +1,70 @@
+"""What the governance end-to-end tests share: payloads, the fake provider's exact usage, requests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from gateway_server.providers.fake import FakeAdapter, FakeConfig
+from gateway_server.routes import RouteType
+from gateway_server.usage import StreamUsage, Usage, usage_of
+
+TEXT = "Hello there friend"
+PAYLOADS: dict[RouteType, dict[str, Any]] = {
+    RouteType.CHAT: {"messages": [{"role": "user", "content": TEXT}], "max_tokens": 9},
+    RouteType.COMPLETIONS: {"prompt": TEXT, "max_tokens": 9},
+    RouteType.EMBEDDINGS: {"input": TEXT},
+}
+V1_PATHS = {
+    RouteType.CHAT: "/v1/chat/completions",
+    RouteType.COMPLETIONS: "/v1/completions",
+    RouteType.EMBEDDINGS: "/v1/embeddings",
+}
+FAMILIES = ("gateway", "endpoints", "v1")
+
+
+def usage(route_type: RouteType) -> Usage:
+    """The fake provider's usage for PAYLOADS[route_type]."""
+    payload = dict(PAYLOADS[route_type])
+    return usage_of(FakeAdapter(FakeConfig(), "fake-model").respond(route_type, payload), payload)
+
+
+def tokens_per_request(route_type: RouteType, stream: bool = False) -> int:
+    """What one request with PAYLOADS[route_type] uses on the fake provider (it is deterministic)."""
+    adapter = FakeAdapter(FakeConfig(), "fake-model")
+    payload = dict(PAYLOADS[route_type])
+    if not stream:
+        return usage_of(adapter.respond(route_type, payload), payload).total
+    tally = StreamUsage()
+    for chunk in adapter.respond_stream(route_type, payload):
+        tally(chunk)
+    return tally.result(payload).total
+
+
+def invoke(
+    base: str, family: str, route: str, route_type: RouteType, key: str, *, stream: bool = False
+) -> httpx.Response:
+    """One request on ``route`` through ``family``; a stream is read to its end."""
+    body: dict[str, Any] = dict(PAYLOADS[route_type])
+    if stream:
+        body["stream"] = True
+    if family == "v1":
+        url, body = base + V1_PATHS[route_type], {**body, "model": route}
+    else:
+        url = f"{base}/{family}/{route}/invocations"
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.stream("POST", url, json=body, headers=headers, timeout=30) as response:
+        response.read()
+    if stream and response.status_code == 200:
+        assert response.text.rstrip().endswith("data: [DONE]"), response.text
+    return response
+
+
+def admitted_until_refused(call: Any, most: int = 50) -> tuple[int, httpx.Response]:
+    """Call until a refusal: ``(number admitted, the refusing response)``."""
+    for admitted in range(most):
+        response = call()
+        if response.status_code != 200:
+            return admitted, response
+    raise AssertionError(f"no refusal after {most} requests")
