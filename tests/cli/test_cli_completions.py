@@ -42,7 +42,8 @@ def test_scripts_name_every_command_and_choice() -> None:
 
 
 BASH_CASES = [
-    (["gatewayctl", ""], ["validate", "serve", "query", "routes"]),
+    (["gatewayctl", ""], ["validate", "serve", "query", "usage", "keys", "routes"]),
+    (["gatewayctl", "usage", "--by", ""], ["key", "route", "model"]),
     (["gatewayctl", "ro"], ["routes"]),
     (["gatewayctl", "--debug", "routes", "cr"], ["create"]),
     (
