@@ -1,6 +1,6 @@
 """A/B: two gateway commands, interleaved, on the c=64 figures (CPU per request, rps, p50, p99).
 
-``python -m bench.ab --a "CMD" --b "CMD" [--rounds 6] [--seconds 6] [--features] [--concurrency 64]``
+``python -m bench.ab --a "CMD" --b "CMD" [--rounds 6] [--seconds 6] [--features] [--governance] [--concurrency 64]``
 
 For a change to the hot path, the question is "did it lower the gateway's CPU per request?", and on
 a shared machine the answer drifts by more than the change between two separate ``bench.run``
@@ -49,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=6.0, help="c=64 load per round (default 6)")
     parser.add_argument("--features", action="store_true", help="auth key, route limit and metrics on")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight (default 64)")
+    parser.add_argument(
+        "--governance",
+        action="store_true",
+        help="B only: a token limit, prices and a key budget on top of --features (A keeps --features)",
+    )
     args = parser.parse_args(argv)
 
     plan = replace(Plan(), tput_seconds=args.seconds, tput_concurrency=args.concurrency)
@@ -58,9 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             targets = {}
             for side, command in (("A", args.a), ("B", args.b)):
-                config = gateway_config(upstream.port, features=args.features)
-                headers = {"Authorization": f"Bearer {GATEWAY_KEY}"} if args.features else {}
-                scenario = Scenario(f"side-{side}", command, config, headers=headers, features=args.features)
+                features = args.features or args.governance
+                config = gateway_config(
+                    upstream.port, features=features, governance=args.governance and side == "B"
+                )
+                headers = {"Authorization": f"Bearer {GATEWAY_KEY}"} if features else {}
+                scenario = Scenario(f"side-{side}", command, config, headers=headers, features=features)
                 proc, port, log, took = start_gateway(scenario, Path(tmp), 0, plan)
                 procs.append(proc)
                 if took < 0:

@@ -86,10 +86,14 @@ def _model(name: str, upstream_port: int) -> dict:
     }
 
 
-def gateway_config(upstream_port: int, features: bool = False, unpaced_port: int | None = None) -> dict:
+def gateway_config(
+    upstream_port: int, features: bool = False, unpaced_port: int | None = None, governance: bool = False
+) -> dict:
     """The routes of the benchmark (chat, completions, embeddings) pointing at the fake upstream.
 
     With ``unpaced_port``, also ``chat-unpaced``: chat on an upstream whose streams are not paced.
+    With ``governance`` (implies ``features``): a token limit next to each call limit, a price on
+    every model and a USD budget on the key, all too large to ever refuse (docs/governance.md).
     """
     routes = [
         {"name": "chat", "route_type": "llm/v1/chat", "model": _model("gpt-4o-mini", upstream_port)},
@@ -109,10 +113,18 @@ def gateway_config(upstream_port: int, features: bool = False, unpaced_port: int
             {"name": UNPACED_ROUTE, "route_type": "llm/v1/chat", "model": _model("gpt-4o-mini", unpaced_port)}
         )
     config: dict = {"routes": routes}
-    if features:
+    if features or governance:
         for route in routes:
             route["limit"] = {"calls": 100_000_000, "renewal_period": "minute"}
         config["auth"] = {"keys": [{"name": "bench", "key": GATEWAY_KEY, "scopes": ["query"]}]}
+    if governance:
+        for route in routes:
+            route["limit"] = [
+                route["limit"],
+                {"tokens": 10**15, "renewal_period": "minute", "key": "api_key"},
+            ]
+            route["model"]["price"] = {"input": 0.15, "output": 0.60}
+        config["auth"]["keys"][0]["budget"] = {"usd": 10**9, "period": "month"}
     return config
 
 
