@@ -61,12 +61,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         with RedisServer(work_dir=Path(tmp) / "redis") as server:
             from gateway_server.shared import SharedState
-            from gateway_server.usage_redis import RedisStore
+            from gateway_server.usage_redis import RedisUsageStore
 
             async def redis_run() -> tuple[float, float]:
                 shared = SharedState(server.url)
                 try:
-                    return await _per_request(RedisStore(shared), args.requests)
+                    return await _per_request(RedisUsageStore(shared), args.requests)
                 finally:
                     await shared.close()
 
