@@ -192,12 +192,13 @@ async def handle_invocation(
         payload = _parse_payload(await _read_body(scope, receive, state.max_request_bytes))
         entry = _resolve(state, invocation, payload)
         route_label = entry.name
-        route_type = entry.route_type
-        payload = VALIDATORS[route_type](payload)
-        # Every path family reaches here (/gateway, /endpoints, /v1/*): limits and budgets, once.
+        # Every path family reaches here (/gateway, /endpoints, /v1/*): limits and budgets, once,
+        # before the body is validated (a malformed request still costs a call, as with MLflow).
         if governor is not None and governor.applies(entry, key_name, state.config.auth):
             ticket = await governor.admit(entry, key_name, scope, payload)
             headers = headers + ticket.headers
+        route_type = entry.route_type
+        payload = VALIDATORS[route_type](payload)
         if payload.get("stream"):
             overhead = await stream_response(
                 state, entry, payload, receive, send, started, (key_name, ticket)
