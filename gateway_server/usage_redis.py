@@ -150,10 +150,12 @@ class RedisUsageStore:
             async with self.state.client.pipeline(transaction=True) as pipe:
                 for check, window, delta in windows:
                     key = self._key(f"{check.counter}:{window}")
-                    pipe.incrby(key, delta).expire(key, 2 * check.period)
+                    pipe.incrby(key, delta)
+                    pipe.expire(key, 2 * check.period)
                 for budget, delta in budgets:
                     key = self._key(budget.counter)
-                    pipe.incrby(key, delta).expire(key, budget.ttl)
+                    pipe.incrby(key, delta)
+                    pipe.expire(key, budget.ttl)
                 await pipe.execute()
         except self._errors() as exc:
             logger.error("%s", self.state.unreachable(exc, "an answer's usage was not settled"))

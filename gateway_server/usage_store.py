@@ -108,15 +108,15 @@ class UsageLedger:
         return pending
 
 
-def aggregate(rows: Iterable[tuple[str, str, str, int, int, int, int]], by: str) -> list[dict[str, Any]]:
+def aggregate(rows: Iterable[Sequence[Any]], by: str) -> list[dict[str, Any]]:
     """Rows of (key, route, model, requests, prompt, completion, nano$) summed per ``by``, by cost."""
     index = BY.index(by)
     sums: dict[str, list[int]] = {}
     for row in rows:
-        slot = sums.setdefault(row[index], [0, 0, 0, 0])
+        slot = sums.setdefault(str(row[index]), [0, 0, 0, 0])
         for i in range(4):
-            slot[i] += row[3 + i]
-    out = [
+            slot[i] += int(row[3 + i])
+    out: list[dict[str, Any]] = [
         {
             by: name,
             "requests": s[0],

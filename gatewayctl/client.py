@@ -326,11 +326,11 @@ class GatewayClient(_ClientBase):
 
     def get_usage(self, by: str = "key", since: str = "24h") -> dict[str, Any]:
         """Usage per key, route or model since a duration (``24h``) or an ISO time (admin scope)."""
-        return self._json(_usage_call(by, since))  # type: ignore[no-any-return]
+        return self._json(_usage_call(by, since))
 
     def list_keys(self) -> list[dict[str, Any]]:
         """The gateway's keys: scopes, limits, budgets and what is left (admin scope; never a secret)."""
-        return self._json(_Call("GET", KEYS_PATH))["keys"]  # type: ignore[no-any-return]
+        return self._json(_Call("GET", KEYS_PATH))["keys"]
 
     def delete_route(self, name: str) -> None:
         """Delete a route from the gateway (needs an admin key)."""
@@ -430,10 +430,10 @@ class AsyncGatewayClient(_ClientBase):
         return self._route(await self._json(_create_call(name, route_type, model)))
 
     async def get_usage(self, by: str = "key", since: str = "24h") -> dict[str, Any]:
-        return await self._json(_usage_call(by, since))  # type: ignore[no-any-return]
+        return await self._json(_usage_call(by, since))
 
     async def list_keys(self) -> list[dict[str, Any]]:
-        return (await self._json(_Call("GET", KEYS_PATH)))["keys"]  # type: ignore[no-any-return]
+        return (await self._json(_Call("GET", KEYS_PATH)))["keys"]
 
     async def delete_route(self, name: str) -> None:
         await self._send(_delete_call(name))

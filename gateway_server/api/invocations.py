@@ -222,7 +222,7 @@ async def handle_invocation(
         status, body = 200, orjson.dumps(result)
     except GatewayError as exc:
         if ticket is not None:  # refused or failed after admission: release the reservation
-            await governor.settle(ticket, _NOTHING, None)  # type: ignore[union-attr]
+            await governor.settle(ticket, _NOTHING, None)
         status, body = exc.status_code, error_body(exc)
         extra = exc.headers()
         if extra:
@@ -230,7 +230,7 @@ async def handle_invocation(
     except Exception:  # the process edge: log it, answer the envelope, never a bare 500 page
         logger.exception("unhandled error while serving %s", scope.get("path"))
         if ticket is not None:
-            await governor.settle(ticket, _NOTHING, None)  # type: ignore[union-attr]
+            await governor.settle(ticket, _NOTHING, None)
         error = internal_error()
         status, body = error.status_code, error_body(error)
     elapsed = perf_counter() - started
