@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from gateway_server.providers.fake import FakeAdapter, FakeConfig
+from gateway_server.providers.fake import FakeConfig, answer, answer_stream
 from gateway_server.routes import RouteType
 from gateway_server.usage import StreamUsage, Usage, usage_of
 
@@ -26,18 +26,17 @@ FAMILIES = ("gateway", "endpoints", "v1")
 
 def usage(route_type: RouteType) -> Usage:
     """The fake provider's usage for PAYLOADS[route_type]."""
-    payload = dict(PAYLOADS[route_type])
-    return usage_of(FakeAdapter(FakeConfig(), "fake-model").respond(route_type, payload), payload)
+    payload = {**PAYLOADS[route_type], "model": "fake-model"}
+    return usage_of(answer(route_type, payload, FakeConfig()), payload)
 
 
 def tokens_per_request(route_type: RouteType, stream: bool = False) -> int:
     """What one request with PAYLOADS[route_type] uses on the fake provider (it is deterministic)."""
-    adapter = FakeAdapter(FakeConfig(), "fake-model")
-    payload = dict(PAYLOADS[route_type])
+    payload = {**PAYLOADS[route_type], "model": "fake-model"}
     if not stream:
-        return usage_of(adapter.respond(route_type, payload), payload).total
+        return usage_of(answer(route_type, payload, FakeConfig()), payload).total
     tally = StreamUsage()
-    for chunk in adapter.respond_stream(route_type, payload):
+    for chunk in answer_stream(route_type, payload, FakeConfig()):
         tally(chunk)
     return tally.result(payload).total
 
