@@ -82,6 +82,14 @@ class TokenLimit:
             extra_headers=self.headers(used, reset_after),
         )
 
+    def header_pairs(self, used: float, reset_after: float) -> list[tuple[bytes, bytes]]:
+        """:meth:`headers` as ASGI pairs (the hot path's form)."""
+        return [
+            (b"x-ratelimit-limit-tokens", self.limit_header.encode()),
+            (b"x-ratelimit-remaining-tokens", str(max(0, self.tokens - math.ceil(used))).encode()),
+            (b"x-ratelimit-reset-tokens", duration_text(reset_after).encode()),
+        ]
+
     def headers(self, used: float, reset_after: float) -> dict[str, str]:
         """OpenAI's names: ``X-RateLimit-{Limit,Remaining,Reset}-Tokens`` (reset as ``1m30s``)."""
         return {

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from gateway_server.errors import RateLimitError
 from gateway_server.governance import Budget, TokenLimit, budget_period, full_reset, nano_cost, token_figures
 from gateway_server.limits import RouteLimit, limit_key
-from gateway_server.usage import Price, Usage, admission_estimate, estimate_prompt_tokens
+from gateway_server.usage import Price, Usage, completion_reserve, estimate_prompt_tokens
 from gateway_server.usage_store import BudgetCheck, WindowCheck
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class Ticket:
 class Governor:
     """Applies limits and budgets through a store; records usage (see the module docstring)."""
 
-    __slots__ = ("_auth", "clock", "keys", "limiter", "store")
+    __slots__ = ("_auth", "_periods", "clock", "keys", "limiter", "store")
 
     def __init__(self, store: Any, limiter: RateLimiter, auth: AuthConfig | None = None) -> None:
         self.store = store
@@ -90,6 +90,14 @@ class Governor:
         self._auth = auth
         self.keys = key_rules(auth)
         self.clock = time.time
+        self._periods: dict[str, tuple[str, float, float]] = {}  # day|month -> (id, start, end)
+
+    def _period(self, period: str, now: float) -> tuple[str, float, float]:
+        """The calendar period holding ``now``, computed once per period (datetime is slow)."""
+        held = self._periods.get(period)
+        if held is None or not held[1] <= now < held[2]:
+            held = self._periods[period] = budget_period(now, period)
+        return held
 
     async def start(self) -> None:
         """Open the store; the embedded one reads this day's and month's spend from its table."""
@@ -131,7 +139,8 @@ class Governor:
         budget = rules.budget if rules is not None else None
         if not limits and budget is None:
             return ticket
-        estimate = admission_estimate(payload)
+        prompt = estimate_prompt_tokens(payload)
+        estimate = prompt + completion_reserve(payload)
         windows = [
             WindowCheck(limit.counter(who), limit.tokens, limit.period_seconds, estimate)
             for limit, who in limits
@@ -140,8 +149,7 @@ class Governor:
         now = self.clock()
         end = 0.0
         if budget is not None:
-            period_id, _, end = budget_period(now, budget.period)
-            prompt = estimate_prompt_tokens(payload)
+            period_id, _, end = self._period(budget.period, now)
             reserve = budget.charge(prompt, estimate - prompt, entry.reserve_price)
             budgets.append(
                 BudgetCheck(budget.counter(period_id), budget.amount, reserve, int(end - now) + 86400)
@@ -155,18 +163,18 @@ class Governor:
         if admission.refused >= 0:
             assert budget is not None
             raise budget.error(figures[-1], end, now)
-        best: tuple[float, dict[str, str]] | None = None
+        best = -1  # the tightest window names the X-RateLimit-*-Tokens figures
+        best_left = best_used = 0.0
         for index, (limit, _) in enumerate(limits):
             used, _ = self._window(limit, figures, index, now)
-            previous, current = figures[2 * index], figures[2 * index + 1]
-            reset = full_reset(
-                previous, current + windows[index].reserve, now % limit.period_seconds, limit.period_seconds
-            )
             left = limit.tokens - used
-            if best is None or left < best[0]:
-                best = (left, limit.headers(used, reset))
-        if best is not None:
-            ticket.headers += [(name.lower().encode(), value.encode()) for name, value in best[1].items()]
+            if best < 0 or left < best_left:
+                best, best_left, best_used = index, left, used
+        if best >= 0:
+            limit = limits[best][0]
+            period = limit.period_seconds
+            reset = full_reset(figures[2 * best], figures[2 * best + 1] + estimate, now % period, period)
+            ticket.headers = ticket.headers + limit.header_pairs(best_used, reset)
         ticket.windows = list(zip(windows, admission.window, strict=True))
         ticket.budgets = list(zip(budgets, [budget] if budget is not None else [], strict=True))
         return ticket

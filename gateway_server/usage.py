@@ -40,6 +40,7 @@ __all__ = [
     "StreamUsage",
     "Usage",
     "admission_estimate",
+    "completion_reserve",
     "cost_usd",
     "estimate_completion_tokens",
     "estimate_prompt_tokens",
@@ -147,16 +148,20 @@ def estimate_completion_tokens(answer: Mapping[str, Any]) -> int:
 
 def admission_estimate(payload: Mapping[str, Any]) -> int:
     """The most tokens a request is expected to use: what a budget reserves before the call."""
-    prompt = estimate_prompt_tokens(payload)
+    return estimate_prompt_tokens(payload) + completion_reserve(payload)
+
+
+def completion_reserve(payload: Mapping[str, Any]) -> int:
+    """The completion part of :func:`admission_estimate`: ``max_tokens`` (or the default) x ``n``."""
     if "messages" not in payload and "prompt" not in payload:
-        return prompt  # embeddings: no completion
+        return 0  # embeddings: no completion
     most = payload.get("max_tokens") or payload.get("max_completion_tokens")
     if not isinstance(most, int) or isinstance(most, bool) or most <= 0:
         most = DEFAULT_COMPLETION_RESERVE
     n = payload.get("n")
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         n = 1
-    return prompt + most * n
+    return most * n
 
 
 # ---------------------------------------------------------------- actual figures
