@@ -144,6 +144,9 @@ def default_store_path(config_path: str | None, setting: str | None) -> str:
     return str(path.with_name(path.name.rsplit(".", 1)[0] + ".usage.db"))
 
 
+_MIN_SWEEP = 1024
+
+
 def window_admit(
     slots: dict[str, list[int]], check: WindowCheck, now: float
 ) -> tuple[int, int, int]:  # (window number, previous, current) after rolling the slot
@@ -151,7 +154,7 @@ def window_admit(
     window = int(number)
     slot = slots.get(check.counter)
     if slot is None:
-        slot = slots[check.counter] = [window, 0, 0]
+        slot = slots[check.counter] = [window, 0, 0, check.period]
     elif slot[0] != window:
         slot[2] = slot[1] if slot[0] == window - 1 else 0
         slot[1] = 0
@@ -168,7 +171,8 @@ class EmbeddedStore:
         self.path = path
         self.clock = clock
         self.ledger = UsageLedger()
-        self._windows: dict[str, list[int]] = {}  # counter -> [window, current, previous]
+        self._windows: dict[str, list[int]] = {}  # counter -> [window, current, previous, period]
+        self._sweep_at = _MIN_SWEEP
         self._spend: dict[str, int] = {}  # budget counter -> units spent (and reserved)
         self._base: dict[str, int] = {}  # budget counter -> spend read from the table at start-up
         self._executor: ThreadPoolExecutor | None = None  # the one thread that touches SQLite
@@ -237,6 +241,8 @@ class EmbeddedStore:
         figures: list[int] = []
         numbers: list[int] = []
         slots = self._windows
+        if len(slots) >= self._sweep_at:
+            self._sweep(now)
         for index, check in enumerate(windows):
             window, previous, current = window_admit(slots, check, now)
             figures += (previous, current)
@@ -257,6 +263,14 @@ class EmbeddedStore:
         for budget in budgets:
             spend[budget.counter] += budget.reserve
         return Admission(-1, figures, numbers)
+
+    def _sweep(self, now: float) -> None:
+        """Drop windows that count nothing any more (both passed), once the table has doubled
+        since the last sweep: memory follows the recently active keys (e.g. client IPs)."""
+        slots = self._windows
+        for name in [name for name, slot in slots.items() if now // slot[3] > slot[0] + 1]:
+            del slots[name]
+        self._sweep_at = max(_MIN_SWEEP, 2 * len(slots))
 
     async def settle(
         self, windows: Sequence[tuple[WindowCheck, int, int]], budgets: Sequence[tuple[BudgetCheck, int]]

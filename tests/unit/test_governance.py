@@ -239,3 +239,18 @@ def test_governance_config_errors_name_file_line_route_and_field() -> None:
     ]
     for line in expected:
         assert line in lines, (line, lines)
+
+
+def test_embedded_store_forgets_windows_that_count_nothing() -> None:
+    clock = Clock(_at("2026-12-02T10:00:00"))
+
+    async def run() -> int:
+        store = EmbeddedStore(clock=clock)
+        for index in range(1000):  # one window per client address, say
+            await store.admit([WindowCheck(f"t|route:chat|10.0.{index}|60", 100, 60, 5)], [])
+        clock.now += 180  # three windows later every one of them counts nothing
+        for index in range(50):  # the table reaches the sweep size: the dead ones go
+            await store.admit([WindowCheck(f"t|route:chat|10.1.{index}|60", 100, 60, 5)], [])
+        return len(store._windows)
+
+    assert asyncio.run(run()) == 50  # only the live ones
