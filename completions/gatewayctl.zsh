@@ -19,7 +19,8 @@ _gatewayctl_routes_create() {
         '--route-type[Route type]:value:(llm/v1/chat llm/v1/completions llm/v1/embeddings)' \
         '--provider[Provider, e.g. openai]:value:_files' \
         '--model[Model name at the provider]:value:_files' \
-        '*--config[Provider config entry, repeatable; write secrets as $ENV_VAR (resol...]:value:_files' \
+        '*--config[Provider config entry, repeatable]:value:_files' \
+        '--credentials[A credential of the server'\''s config file (its credentials: section)...]:value:_files' \
         '--from-file[YAML/JSON file holding one route entry]:value:_files' \
         '--gateway-uri[URI of the gateway, e.g. http://127.0.0.1:5000]:value:_files' \
         '--api-key[Gateway key, sent as a Bearer token (create and delete need the adm...]:value:_files' \

@@ -378,7 +378,9 @@ async def open_stream(
     """
     deadline = Deadline(plan.timeout, clock)
 
-    async def run(target: Target, deadline: Deadline) -> tuple[Any, AsyncGenerator[list[dict[str, Any]], None]]:
+    async def run(
+        target: Target, deadline: Deadline
+    ) -> tuple[Any, AsyncGenerator[list[dict[str, Any]], None]]:
         adapter = target.adapter
         chunks = upstream.client(target.transport).stream_batches(adapter, route_type, payload, plan.timeout)
         try:
@@ -396,4 +398,3 @@ async def open_stream(
 
     (first, chunks), target = await _attempts(plan, deadline, run, rng=rng)
     return target, first, chunks
-

@@ -13,12 +13,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 __all__ = [
+    "MAX_ROUTE_NAME",
     "ROUTE_NAME_PATTERN",
     "Limit",
     "ModelInfo",
     "Route",
     "RouteType",
     "is_valid_route_name",
+    "route_name_problem",
 ]
 
 
@@ -36,12 +38,26 @@ class RouteType(StrEnum):
         return self.value.rsplit("/", 1)[-1]
 
 
-# MLflow accepts [\w\-\.]+ (its message forgets the dot); we say what we accept.
+# MLflow accepts [\w\-\.]+ (its message forgets the dot); we say what we accept. A name is also a
+# URL path segment and a metric label: bounded in length, and never only dots ('.' and '..' are
+# path segments that proxies and clients rewrite).
 ROUTE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]+")
+MAX_ROUTE_NAME = 128
+
+
+def route_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a valid route (or credential) name, or None when it is."""
+    if len(name) > MAX_ROUTE_NAME:
+        return f"is {len(name)} characters long; a name has at most {MAX_ROUTE_NAME}"
+    if not ROUTE_NAME_PATTERN.fullmatch(name):
+        return "use letters, digits, '_', '-' and '.' only"
+    if name.strip(".") == "":
+        return "a name of dots only ('.', '..') is a path segment, not a name; add a letter or digit"
+    return None
 
 
 def is_valid_route_name(name: str) -> bool:
-    return bool(ROUTE_NAME_PATTERN.fullmatch(name))
+    return route_name_problem(name) is None
 
 
 class _PublicModel(BaseModel):

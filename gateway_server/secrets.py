@@ -46,6 +46,7 @@ __all__ = [
     "env_name_hint",
     "escape_control",
     "is_path_reference",
+    "literal_only",
     "redact",
     "resolve_secret",
     "scrub",
@@ -59,7 +60,9 @@ _PATH_PREFIXES = ("/", "./", "../", "~/")
 # underscore (OPENAI_API_KEY); a real key is almost never spelled like that.
 _ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
 
-_resolving: ContextVar[bool] = ContextVar("gateway_resolve_secrets", default=True)
+# How references are treated: "resolve" (serve, validate), "unresolved" (validate --no-secrets),
+# "literal" (routes created at run time: only a key given inline is accepted).
+_mode: ContextVar[str] = ContextVar("gateway_secret_mode", default="resolve")
 
 
 class Secret:
@@ -145,11 +148,28 @@ def env_name_hint(value: str) -> str | None:
 @contextmanager
 def unresolved() -> Iterator[None]:
     """Within the block, references are checked for form only: no environment, no file is read."""
-    token = _resolving.set(False)
+    token = _mode.set("unresolved")
     try:
         yield
     finally:
-        _resolving.reset(token)
+        _mode.reset(token)
+
+
+@contextmanager
+def literal_only() -> Iterator[None]:
+    """Within the block, a ``$VAR``, a path or the name of a file on the server is refused: what a
+    route created at run time may carry is a key given inline (docs/security.md)."""
+    token = _mode.set("literal")
+    try:
+        yield
+    finally:
+        _mode.reset(token)
+
+
+_REFUSED = (
+    "a route created at run time cannot use the server's {what}; give the key itself, or name a "
+    "credential of the config file's credentials: section (model.credentials)"
+)
 
 
 def resolve_secret(reference: str) -> Secret:
@@ -163,7 +183,10 @@ def resolve_secret(reference: str) -> Secret:
             raise PydanticCustomError(
                 "secret_reference", "'$' must be followed by an environment variable's name"
             )
-        if not _resolving.get():
+        mode = _mode.get()
+        if mode == "literal":
+            raise PydanticCustomError("secret_reference_refused", _REFUSED.format(what="environment ($VAR)"))
+        if mode == "unresolved":
             return Secret(f"<unresolved ${name}>", reference, "env")
         value = os.environ.get(name)
         if value is None:
@@ -171,11 +194,14 @@ def resolve_secret(reference: str) -> Secret:
                 "secret_not_found", "environment variable '{variable}' is not set", {"variable": name}
             )
         return Secret(value, reference, "env")
-    if is_path_reference(reference):
-        if not _resolving.get():
+    mode = _mode.get()
+    if is_path_reference(reference) or (mode == "literal" and _is_file(reference)):
+        if mode == "literal":
+            raise PydanticCustomError("secret_reference_refused", _REFUSED.format(what="files (a path)"))
+        if mode == "unresolved":
             return Secret(f"<unresolved file {reference}>", reference, "file")
         return Secret(_read_secret_file(reference), reference, "file")
-    if _resolving.get() and _is_file(reference):  # MLflow's rule: an existing file, even as 'key.txt'
+    if mode == "resolve" and _is_file(reference):  # MLflow's rule: an existing file, even as 'key.txt'
         return Secret(_read_secret_file(reference), reference, "file")
     return Secret(reference, reference)
 

@@ -11,7 +11,7 @@ writes ``os.environ`` or globals.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, get_args, get_origin
 
@@ -19,18 +19,20 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from gateway_server.config.credentials import Credential, Issues, merge_credential, read_credentials
 from gateway_server.config.models import (
     _DUPLICATES_SEEN,
     GatewayConfig,
-    Model,
     RouteConfig,
     WeightedModel,
     _did_you_mean,
 )
+from gateway_server.config.warnings import config_warnings
 from gateway_server.errors import ConfigError, ConfigIssue
-from gateway_server.providers import get_adapter_class
+from gateway_server.providers import Adapter, ProviderConfig, get_adapter_class
 from gateway_server.routes import RouteType
-from gateway_server.secrets import Secret, env_name_hint
+from gateway_server.secrets import literal_only
+from gateway_server.trust import UpstreamHosts, runtime_model_issues
 
 __all__ = ["load_config", "parse_config", "parse_route"]
 
@@ -66,9 +68,13 @@ def parse_config(text: str, path: str | None = None) -> GatewayConfig:
     top = "endpoints" if "endpoints" in data and "routes" not in data else "routes"
     raw_routes = data.get(top)
     issues: list[tuple[tuple[Any, ...], str]] = []
+    credentials, section = read_credentials(data.get("credentials"), issues, _validated_config(issues))
+    if "credentials" in data:
+        data = {**data, "credentials": section}
+    scope = _Scope(credentials)
     if isinstance(raw_routes, list):
         data = dict(data)
-        data[top] = [_prevalidate_route(i, entry, issues, top) for i, entry in enumerate(raw_routes)]
+        data[top] = [_prevalidate_route(i, entry, issues, top, scope) for i, entry in enumerate(raw_routes)]
         issues.extend(_duplicate_names(raw_routes, top))
     try:
         config = GatewayConfig.model_validate(data)
@@ -79,17 +85,22 @@ def parse_config(text: str, path: str | None = None) -> GatewayConfig:
                 issues.append((loc, _message(error, loc)))
     else:
         if not issues:
-            config._warnings = [locator.issue(loc, msg) for loc, msg in _warnings(config, top)]
+            config._warnings = [locator.issue(loc, msg) for loc, msg in config_warnings(config, top)]
             config._path = path
             return config
     locator.fail(issues)
     raise AssertionError("unreachable")
 
 
-def parse_route(data: Any, source: str = "<request>") -> RouteConfig:
-    """Validate one route given as data (``create_route``), with the same messages as a file."""
+def parse_route(data: Any, source: str = "<request>", *, base: GatewayConfig | None = None) -> RouteConfig:
+    """Validate one route created at run time (admin API, ``create_route``, the shared overlay),
+    with the same messages as a file, and the run-time rules (``trust.py``): literal keys or the
+    credentials of ``base`` (the served config) only, and upstream hosts that ``base`` allows."""
     issues: list[tuple[tuple[Any, ...], str]] = []
-    prepared = _prevalidate_route(0, data, issues, "routes")
+    credentials = _credentials_of(base) if base is not None else {}
+    hosts = UpstreamHosts.for_config(base) if base is not None else UpstreamHosts()
+    with literal_only():
+        prepared = _prevalidate_route(0, data, issues, "routes", _Scope(credentials, hosts))
     try:
         route = RouteConfig.model_validate(prepared)
     except ValidationError as exc:
@@ -103,7 +114,38 @@ def parse_route(data: Any, source: str = "<request>") -> RouteConfig:
     raise AssertionError("unreachable")
 
 
-def _prevalidate_route(index: int, entry: Any, issues: list[tuple[tuple[Any, ...], str]], top: str) -> Any:
+@dataclass(frozen=True)
+class _Scope:
+    """What a route is validated against: the file's credentials, and for a route created at run
+    time the upstream hosts it may reach (None: a file route, which may reach any host)."""
+
+    credentials: dict[str, Credential]
+    runtime_hosts: UpstreamHosts | None = None
+
+
+def _credentials_of(config: GatewayConfig) -> dict[str, Credential]:
+    found = {}
+    for name, credential in config.credentials.items():
+        adapter = get_adapter_class(credential.provider)
+        if adapter is not None:
+            found[name] = Credential(name, adapter, credential.config)
+    return found
+
+
+def _validated_config(issues: Issues) -> Any:
+    def validate(loc: tuple[Any, ...], adapter: type[Adapter], raw: Any) -> ProviderConfig | None:
+        try:
+            return adapter.config_model.model_validate(raw)
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False, include_input=False):
+                error_loc = (*loc, "config", *error["loc"])
+                issues.append((error_loc, _message(error, error_loc, adapter.config_model)))
+            return None
+
+    return validate
+
+
+def _prevalidate_route(index: int, entry: Any, issues: Issues, top: str, scope: _Scope) -> Any:
     """Validate each model block's provider config with the provider's own class, in place."""
     if not isinstance(entry, dict):
         return entry
@@ -116,28 +158,36 @@ def _prevalidate_route(index: int, entry: Any, issues: list[tuple[tuple[Any, ...
             blocks = [((top, index, key, j), item) for j, item in enumerate(value)]
         else:
             continue
-        new_blocks = [_prevalidate_model(loc, block, issues) for loc, block in blocks]
+        new_blocks = [_prevalidate_model(loc, block, issues, scope) for loc, block in blocks]
         entry[key] = new_blocks[0] if key == "model" else new_blocks
         if key != "model":
             issues.extend(_route_type_errors(entry.get("route_type", entry.get("endpoint_type")), blocks))
     return entry
 
 
-def _prevalidate_model(loc: tuple[Any, ...], block: Any, issues: list[tuple[tuple[Any, ...], str]]) -> Any:
+def _prevalidate_model(loc: tuple[Any, ...], block: Any, issues: Issues, scope: _Scope) -> Any:
     if not isinstance(block, dict):
         return block
     provider = block.get("provider")
     adapter = get_adapter_class(provider) if isinstance(provider, str) else None
     if adapter is None:
         return {k: v for k, v in block.items() if k != "config"}  # the provider error is enough
-    try:
-        config = adapter.config_model.model_validate(block.get("config") or {})
-    except ValidationError as exc:
-        for error in exc.errors(include_url=False, include_input=False):
-            error_loc = (*loc, "config", *error["loc"])
-            issues.append((error_loc, _message(error, error_loc, adapter.config_model)))
-        # An unvalidated stand-in, so the rest of the block is still checked without repeating these.
-        return {**block, "config": adapter.config_model.model_construct()}
+    # An unvalidated stand-in on error, so the rest of the block is still checked without repeats.
+    stand_in = {**block, "config": adapter.config_model.model_construct()}
+    named = "credentials" in block
+    raw = block.get("config") or {}
+    if named:
+        raw = merge_credential(loc, block, adapter, scope.credentials, issues)
+        if raw is None:
+            return stand_in
+    config = _validated_config(issues)(loc, adapter, raw)
+    if config is None:
+        return stand_in
+    if scope.runtime_hosts is not None:
+        problems = runtime_model_issues(loc, adapter, config, scope.runtime_hosts, named)
+        if problems:
+            issues.extend(problems)
+            return stand_in
     return {**block, "config": config}
 
 
@@ -205,57 +255,6 @@ def _route_type_errors(
                     "so this model could never serve this route",
                 )
             )
-    return found
-
-
-def _model_blocks(route: RouteConfig, loc: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], Model]]:
-    if route.model is not None:
-        yield (*loc, "model"), route.model
-    for key in ("models", "fallbacks"):
-        for j, model in enumerate(getattr(route, key) or ()):
-            yield (*loc, key, j), model
-
-
-def _secret_fields(config: BaseModel, loc: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], Secret]]:
-    """Every secret of a provider config (nested ones too: Bedrock's aws_config), with its location."""
-    for name in type(config).model_fields:
-        value = getattr(config, name, None)
-        if isinstance(value, Secret):
-            yield (*loc, name), value
-        elif isinstance(value, BaseModel):
-            yield from _secret_fields(value, (*loc, name))
-
-
-def _env_name_warnings(config: GatewayConfig, top: str) -> list[tuple[tuple[Any, ...], str]]:
-    """A literal key spelled like an environment variable's name is most likely a forgotten '$'."""
-    found = []
-    for index, route in enumerate(config.routes):
-        for loc, model in _model_blocks(route, (top, index)):
-            if model.config is not None:
-                for field_loc, secret in _secret_fields(model.config, (*loc, "config")):
-                    hint = env_name_hint(secret.source) if secret.kind == "literal" else None
-                    if hint:
-                        found.append((field_loc, hint))
-    for index, key in enumerate(config.auth.keys if config.auth else ()):
-        hint = env_name_hint(key.key.source) if key.key is not None and key.key.kind == "literal" else None
-        if hint:
-            found.append((("auth", "keys", index, "key"), hint))
-    return found
-
-
-def _warnings(config: GatewayConfig, top: str) -> list[tuple[tuple[Any, ...], str]]:
-    found = _env_name_warnings(config, top)
-    for index, route in enumerate(config.routes):
-        for model in [route.model] if route.model is not None else []:
-            adapter = get_adapter_class(model.provider)
-            if adapter is not None and route.route_type not in adapter.route_types:
-                found.append(
-                    (
-                        (top, index, "model", "provider"),
-                        f"provider '{model.provider}' does not offer {route.route_type.value}; "
-                        "queries to this route will answer 501",
-                    )
-                )
     return found
 
 
@@ -360,6 +359,8 @@ class _Locator:
             name = self.data[top][index].get("name")
         except (AttributeError, IndexError, KeyError, TypeError):
             name = None
+        if isinstance(name, str) and len(name) > 40:
+            return name[:40] + "..."  # a name too long to be valid is not repeated whole
         return name if isinstance(name, str) and name else f"#{index + 1}"
 
     def fail(self, issues: list[tuple[tuple[Any, ...], str]]) -> None:

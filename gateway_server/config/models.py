@@ -24,7 +24,7 @@ from pydantic import (
 from gateway_server.errors import ConfigIssue
 from gateway_server.governance import NANO, Budget
 from gateway_server.providers import PROVIDERS, ProviderConfig, get_adapter_class, normalize_provider_name
-from gateway_server.routes import ROUTE_NAME_PATTERN, Limit, ModelInfo, Route, RouteType
+from gateway_server.routes import Limit, ModelInfo, Route, RouteType, route_name_problem
 from gateway_server.secrets import Secret
 from gateway_server.usage import Price
 
@@ -34,6 +34,7 @@ __all__ = [
     "AuthConfig",
     "AuthKeyConfig",
     "BudgetConfig",
+    "CredentialConfig",
     "GatewayConfig",
     "LimitConfig",
     "Model",
@@ -81,6 +82,17 @@ class PriceConfig(_Strict):
         return Price(self.input, self.output)
 
 
+def _provider_name(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a provider name")
+    adapter = get_adapter_class(value)
+    if adapter is None:
+        hint = _did_you_mean(normalize_provider_name(value), PROVIDERS)
+        known = "" if hint else f" (known providers: {', '.join(sorted(PROVIDERS))})"
+        raise ValueError(f"unknown provider '{value}'{hint}{known}")
+    return adapter.name
+
+
 class Model(_Strict):
     """``model:``: the provider, the upstream model name, and the provider's own config."""
 
@@ -88,18 +100,12 @@ class Model(_Strict):
     name: str | None = None
     config: ProviderConfig | None = None
     price: PriceConfig | None = None  # what its tokens cost (usage and USD budgets); none: 0
+    credentials: str | None = None  # a name of the file's credentials: section (config/credentials.py)
 
     @field_validator("provider", mode="before")
     @classmethod
     def _known_provider(cls, value: Any) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError("must be a provider name")
-        adapter = get_adapter_class(value)
-        if adapter is None:
-            hint = _did_you_mean(normalize_provider_name(value), PROVIDERS)
-            known = "" if hint else f" (known providers: {', '.join(sorted(PROVIDERS))})"
-            raise ValueError(f"unknown provider '{value}'{hint}{known}")
-        return adapter.name
+        return _provider_name(value)
 
     @model_validator(mode="after")
     def _typed_config(self) -> Model:
@@ -123,6 +129,18 @@ class Model(_Strict):
 
     def to_info(self) -> ModelInfo:
         return ModelInfo(name=self.name, provider=self.provider)
+
+
+class CredentialConfig(_Strict):
+    """An entry of ``credentials:`` (config/credentials.py): a provider and its config, keys and base URL."""
+
+    provider: str
+    config: ProviderConfig
+
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _known_provider(cls, value: Any) -> str:
+        return _provider_name(value)
 
 
 class WeightedModel(Model):
@@ -208,10 +226,10 @@ class RouteConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not ROUTE_NAME_PATTERN.fullmatch(value):
-            raise ValueError(
-                f"'{value}' is not a valid route name: use letters, digits, '_', '-' and '.' only"
-            )
+        problem = route_name_problem(value)
+        if problem is not None:
+            shown = value if len(value) <= 40 else value[:40] + "..."
+            raise ValueError(f"'{shown}' is not a valid route name: {problem}")
         return value
 
     @model_validator(mode="after")
@@ -336,6 +354,19 @@ class ServerConfig(_Strict):
     # The embedded usage store (no shared_state): a SQLite file, relative to the config's folder;
     # default <config>.usage.db beside the config; "memory" keeps usage only while running.
     usage_store: str | None = None
+    # Upstream hosts that routes created at run time may reach beyond the providers' public
+    # endpoints and the hosts this file names: "host", "host:port", "*.example.com", "*" (trust.py).
+    allowed_upstream_hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_upstream_hosts")
+    @classmethod
+    def _host_patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not pattern or "/" in pattern or " " in pattern:
+                raise ValueError(
+                    f"'{pattern}' is not a host pattern: give 'host', 'host:port' or '*.domain' (no scheme, no path)"
+                )
+        return value
 
     @field_validator("shared_state")
     @classmethod
@@ -347,6 +378,7 @@ class ServerConfig(_Strict):
 
 class GatewayConfig(_Strict):
     routes: list[RouteConfig]
+    credentials: dict[str, CredentialConfig] = Field(default_factory=dict)
     auth: AuthConfig | None = None
     server: ServerConfig = Field(default_factory=ServerConfig)
     _warnings: list[ConfigIssue] = PrivateAttr(default_factory=list)

@@ -44,6 +44,11 @@ class ProviderConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def server_identity_field(self) -> str | None:
+        """The field (dotted) to blame when this config would act with the server's own identity
+        rather than a key it holds (Bedrock without keys: the server's AWS role); None otherwise."""
+        return None
+
     def secrets(self) -> tuple[Secret, ...]:
         """Every secret this config holds (for redaction of logs and errors)."""
         found: list[Secret] = []
@@ -136,6 +141,7 @@ class Adapter:
             cls.route_types = spec.route_types
             cls.streaming_route_types = spec.streaming_route_types
             cls.error_statuses = spec.error_statuses
+
     # The exact upstream this adapter calls (``origin_of`` its base URL), set by each adapter's
     # ``__init__``: with the model name it keys the circuit breaker (breaker.upstream_key).
     origin: str = ""
@@ -143,6 +149,19 @@ class Adapter:
     def __init__(self, config: ProviderConfig, model_name: str | None) -> None:
         self.config = config
         self.model_name = model_name
+
+    @classmethod
+    def base_url_of(cls, config: ProviderConfig) -> str | None:
+        """The base URL a config sends requests to: the catalog's ``base_field`` when the config
+        sets it, else the provider's default. None for a provider with no upstream host (``fake``):
+        what ``credentials:`` binds and what run-time routes are checked against (``trust.py``)."""
+        field = cls.spec.base_field
+        if field is None:
+            return None
+        value: Any = config
+        for part in field.split("."):
+            value = getattr(value, part, None)
+        return value or cls.spec.default_base
 
     # ----------------------------------------------------------- dispatch by route type
 

@@ -108,6 +108,14 @@ class AWSConfig(ProviderConfig):
 class BedrockConfig(ProviderConfig):
     aws_config: AWSConfig
 
+    def server_identity_field(self) -> str | None:
+        aws = self.aws_config
+        if aws.aws_role_arn is not None:
+            return "aws_config.aws_role_arn"  # assumed with the server's own credentials
+        if aws.aws_access_key_id is None and aws.aws_bearer_token is None:
+            return "aws_config"  # the default credential chain: the server's environment and role
+        return None
+
 
 def _credentials(config: AWSConfig) -> Callable[[], Any]:
     if config.aws_access_key_id is not None and config.aws_secret_access_key is not None:
@@ -152,6 +160,12 @@ class BedrockAdapter(Adapter, provider="bedrock"):
     config_model = BedrockConfig
     config: BedrockConfig
 
+    @classmethod
+    def base_url_of(cls, config: ProviderConfig) -> str:
+        assert isinstance(config, BedrockConfig)
+        aws = config.aws_config
+        return aws.endpoint_url or f"https://bedrock-runtime.{aws.region}.amazonaws.com"
+
     def __init__(
         self,
         config: BedrockConfig,
@@ -161,7 +175,7 @@ class BedrockAdapter(Adapter, provider="bedrock"):
     ) -> None:
         super().__init__(config, model_name)
         aws = config.aws_config
-        base = aws.endpoint_url or f"https://bedrock-runtime.{aws.region}.amazonaws.com"
+        base = self.base_url_of(config)
         self.model_url = f"{base}/model/{quote(model_name or '', safe='')}"
         self.origin = origin_of(base)
         self.signer: _aws.SigV4Signer | None = None

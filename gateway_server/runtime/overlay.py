@@ -39,13 +39,16 @@ class RouteOverlay:
         return base.model_copy(update={"routes": routes})  # keeps the file's path and warnings
 
 
-def parse_overlay(version: int, created: dict[str, bytes], deleted: Iterable[str]) -> RouteOverlay:
-    """Validate each created route with this process's environment; one that fails is skipped."""
+def parse_overlay(
+    version: int, created: dict[str, bytes], deleted: Iterable[str], base: GatewayConfig | None = None
+) -> RouteOverlay:
+    """Validate each created route as a run-time route of ``base`` (the config file: its
+    credentials and upstream hosts, ``trust.py``); one that fails is skipped."""
     routes: dict[str, RouteConfig] = {}
     for name, raw in created.items():
         try:
-            routes[name] = parse_route(orjson.loads(raw), source=f"shared route '{name}'")
+            routes[name] = parse_route(orjson.loads(raw), source=f"shared route '{name}'", base=base)
         except (ConfigError, orjson.JSONDecodeError) as exc:
-            # Most often a $ENV reference unset in this process: the others may still serve it.
+            # Most often a credential this process's file does not declare: the others may serve it.
             logger.error("shared route '%s' is not served by this process:\n%s", name, exc)
     return RouteOverlay(version, routes, frozenset(deleted))

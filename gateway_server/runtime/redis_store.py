@@ -4,7 +4,7 @@ The design and its consistency rules are in docs/scale-out.md:
 
 - the config file is the *base* table, the same for every process; Redis holds an *overlay* of
   run-time changes: ``<prefix>:routes`` (hash: name -> the route's JSON exactly as it was given,
-  so ``$ENV`` references stay references), ``<prefix>:routes:deleted`` (set: names of file routes
+  so a credential stays a reference to the file's credential), ``<prefix>:routes:deleted`` (set: names of file routes
   deleted at run time) and ``<prefix>:routes:version`` (a counter bumped by every change);
 - a change is one Lua script (check, write, bump), so two processes creating the same name at once
   get one 200 and one 409;
@@ -65,13 +65,16 @@ class RedisStore:
     def __init__(self, shared: SharedState) -> None:
         self.shared = shared
         self.overlay = RouteOverlay()
+        self.base: GatewayConfig | None = None  # the config file: credentials of created routes
         self._scripts: dict[str, Any] = {}
         self._failing = False
 
     def merge(self, base: GatewayConfig) -> GatewayConfig:
+        self.base = base
         return self.overlay.merge(base)
 
     def rebase(self, base: GatewayConfig) -> None:
+        self.base = base
         if base.server.shared_state != self.shared.url:
             logger.warning("server.shared_state changed in %s: it applies on restart", base.path)
 
@@ -106,7 +109,7 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             raise self.shared.unreachable(exc, consequence) from None
         self._recovered()
-        self.overlay = await asyncio.to_thread(parse_overlay, version, created, deleted)
+        self.overlay = await asyncio.to_thread(parse_overlay, version, created, deleted, self.base)
         return True
 
     def _recovered(self) -> None:
@@ -117,12 +120,20 @@ class RedisStore:
     # -- changes -----------------------------------------------------------------------------------
 
     async def create(self, route: RouteConfig, body: dict[str, Any], *, in_file: bool) -> None:
-        literal = [secret for secret in route.secrets() if not secret.is_reference]
+        # Only keys of credentials (held by the file, not Redis) are accepted: a key given inline
+        # would be stored in Redis in clear, and a run-time route cannot use $ENV or files.
+        literal = [
+            secret
+            for model in route.all_models
+            if model.credentials is None and model.config is not None
+            for secret in model.config.secrets()
+            if not secret.is_reference
+        ]
         if literal:
             raise InvalidRequestError(
                 f"Route '{route.name}' was not created: with server.shared_state, created routes are "
-                "stored in Redis as given, so each key must be a $ENV reference (or a path to a file "
-                "the gateway can read), never the key itself."
+                "stored in Redis as given, so a key cannot be given in the route itself; name a "
+                "credential of the config file's credentials: section instead (model.credentials)."
             )
         if not await self._change(_CREATE, route.name, orjson.dumps(body), "1" if in_file else "0"):
             raise RouteExistsError(route.name)

@@ -93,7 +93,7 @@ class FileStore:
     async def create(self, route: RouteConfig, body: dict[str, Any], *, in_file: bool) -> None:
         from gateway_server.persist import add_route
 
-        # Written as given, so a $ENV reference stays a reference in the file.
+        # Written as given, so a credential stays a reference to the file's credential.
         await self._persist(add_route, body)
         self._deleted.discard(route.name)
         self._created[route.name] = route

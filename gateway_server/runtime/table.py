@@ -101,7 +101,9 @@ class RouteTable:
     async def create(self, body: dict[str, Any]) -> RouteEntry:
         """Validate ``body`` as a config file's route, keep it in the store, then serve it."""
         self.store.check_writable()
-        route = parse_route(body)  # ConfigError (400) listing every problem, in the file's words
+        # ConfigError (400) listing every problem, in the file's words; the run-time rules of
+        # trust.py: a key given inline or a credential of the file, and allowed upstream hosts.
+        route = parse_route(body, base=self.base)
         async with self.lock:
             if self.index.get(route.name) is not None:
                 raise RouteExistsError(route.name)

@@ -96,18 +96,22 @@ def _route_from_file(name: str | None, path: Path) -> tuple[str, str, dict[str, 
 
 
 def _route_from_options(
-    name: str | None, route_type: RouteType | None, provider: str | None, model: str | None, config: list[str]
+    name: str | None,
+    route_type: RouteType | None,
+    provider: str | None,
+    model: str | None,
+    config: list[str],
+    credentials: str | None = None,
 ) -> tuple[str, str, dict[str, Any]]:
     needed = {"NAME": name, "--route-type": route_type, "--provider": provider, "--model": model}
     missing = [hint for hint, value in needed.items() if not value]
     if missing:
         raise typer.BadParameter(f"missing {', '.join(missing)} (or use --from-file)")
     assert route_type is not None  # one of the required values checked just above
-    return (
-        str(name),
-        RouteType(route_type).value,
-        {"name": model, "provider": provider, "config": _parse_config_pairs(config)},
-    )
+    block: dict[str, Any] = {"name": model, "provider": provider, "config": _parse_config_pairs(config)}
+    if credentials:
+        block["credentials"] = credentials
+    return str(name), RouteType(route_type).value, block
 
 
 @app.command("create")
@@ -123,7 +127,16 @@ def create_route(  # noqa: PLR0913 - one parameter per CLI option
         typer.Option(
             "--config",
             metavar="KEY=VALUE",
-            help="Provider config entry, repeatable; write secrets as $ENV_VAR (resolved by the server).",
+            help="Provider config entry, repeatable. A key is given as itself: the server refuses "
+            "$ENV_VAR and paths in routes created at run time (use --credentials).",
+        ),
+    ] = None,
+    credentials: Annotated[
+        str | None,
+        typer.Option(
+            "--credentials",
+            metavar="NAME",
+            help="A credential of the server's config file (its credentials: section): its key and base URL.",
         ),
     ] = None,
     from_file: Annotated[
@@ -139,13 +152,13 @@ def create_route(  # noqa: PLR0913 - one parameter per CLI option
 ) -> None:
     """Create a route on the gateway (needs an admin key)."""
     if from_file is not None:
-        if route_type or provider or model or config:
+        if route_type or provider or model or config or credentials:
             raise typer.BadParameter(
-                "--from-file cannot be combined with --route-type/--provider/--model/--config"
+                "--from-file cannot be combined with --route-type/--provider/--model/--config/--credentials"
             )
         definition = _route_from_file(name, from_file)
     else:
-        definition = _route_from_options(name, route_type, provider, model, config or [])
+        definition = _route_from_options(name, route_type, provider, model, config or [], credentials)
     with make_client(gateway_uri, api_key, timeout) as client:
         route = client.create_route(*definition)
     if output_format is output.OutputFormat.JSON:

@@ -29,6 +29,11 @@ CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 ROUTES = "/api/2.0/gateway/routes/"
 
 
+@pytest.fixture(autouse=True)
+def _shared_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHARED_TEST_OPENAI_KEY", "sk-SENTINEL-shared-1")  # the file's credential
+
+
 @pytest.fixture
 def closed_port() -> Iterator[int]:
     """Bound, never listening: connecting is refused at once."""
@@ -38,7 +43,9 @@ def closed_port() -> Iterator[int]:
 
 
 def _config(redis_url: str, limit: str = "") -> str:
-    return f"""routes:
+    return f"""credentials:
+  openai-shared: {{provider: openai, config: {{openai_api_key: $SHARED_TEST_OPENAI_KEY}}}}
+routes:
   - name: chat
     route_type: llm/v1/chat
     model: {{provider: fake, name: fake-chat}}
@@ -181,11 +188,9 @@ def _openai_route(api_key: str) -> dict[str, Any]:
     }
 
 
-def test_created_route_is_stored_as_given(
-    shared_app: httpx.Client, redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("SHARED_TEST_OPENAI_KEY", "sk-SENTINEL-shared-1")
-    body = _openai_route("$SHARED_TEST_OPENAI_KEY")
+def test_created_route_is_stored_as_given(shared_app: httpx.Client, redis_url: str) -> None:
+    body = _openai_route("sk-unused")
+    body["model"] = {"name": "gpt-4o-mini", "provider": "openai", "credentials": "openai-shared"}
     assert shared_app.post(ROUTES, json=body).status_code == 200
     assert shared_app.get(f"{ROUTES}gpt").status_code == 200  # served here at once
     store = redis.Redis.from_url(redis_url)
@@ -198,7 +203,7 @@ def test_literal_secret_is_refused_with_shared_state(shared_app: httpx.Client, r
     body = _openai_route("sk-SENTINEL-literal")
     response = shared_app.post(ROUTES, json=body)
     assert response.status_code == 400
-    assert "$ENV reference" in response.json()["error"]["message"]
+    assert "name a credential" in response.json()["error"]["message"]
     assert "sk-SENTINEL" not in response.text
     assert redis.Redis.from_url(redis_url).keys("gatewayctl:routes*") == []
 

@@ -215,3 +215,66 @@ def test_config_missing_file_names_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "absent.yaml")
     assert "config file not found" in str(caught.value) and "absent.yaml" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        (".", "dots only"),
+        ("..", "dots only"),
+        ("...", "dots only"),
+        ("a" * 100_000, "at most 128"),
+        ("a" * 129, "at most 128"),
+    ],
+)
+def test_config_route_names_are_bounded_and_never_dots_only(name: str, problem: str) -> None:
+    body = {"name": name, "route_type": "llm/v1/chat", "model": {"provider": "fake"}}
+    with pytest.raises(ConfigError) as info:
+        parse_route(body)
+    assert problem in info.value.message
+    assert len(info.value.message) < 600  # a 100,000-character name is not echoed back whole
+    with pytest.raises(ConfigError, match=problem):
+        parse_config(f"routes:\n  - {{name: '{name}', route_type: llm/v1/chat, model: {{provider: fake}}}}\n")
+
+
+def test_config_route_names_that_stay_valid() -> None:
+    for name in ("a" * 128, ".hidden", "v1.2", "a..b", "_"):
+        body = {"name": name, "route_type": "llm/v1/chat", "model": {"provider": "fake"}}
+        assert parse_route(body).name == name
+
+
+def test_config_credentials_are_validated_and_located(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GW_TEST_UNSET_CRED", raising=False)
+    text = """\
+credentials:
+  good: {provider: openai, config: {openai_api_key: sk-x}}
+  unset: {provider: openai, config: {openai_api_key: $GW_TEST_UNSET_CRED}}
+  typo: {provider: opena, config: {}}
+  ..: {provider: openai, config: {openai_api_key: sk-x}}
+routes:
+  - name: chat
+    route_type: llm/v1/chat
+    model: {provider: openai, name: m, credentials: good, config: {openai_api_key: sk-y}}
+  - name: missing
+    route_type: llm/v1/chat
+    model: {provider: openai, name: m, credentials: nope}
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "g.yaml")
+    lines = info.value.message.splitlines()
+    assert any(
+        line.startswith("g.yaml:3: credentials.unset.config.openai_api_key:") and "GW_TEST_UNSET_CRED" in line
+        for line in lines
+    )
+    assert any(
+        line.startswith("g.yaml:4: credentials.typo.provider: unknown provider 'opena'") for line in lines
+    )
+    assert any(
+        line.startswith("g.yaml:5: credentials...:") or "'..' is not a valid credential name" in line
+        for line in lines
+    )
+    assert any(
+        "route 'chat': model.config.openai_api_key: a key comes from credential 'good'" in line
+        for line in lines
+    )
+    assert any("route 'missing': model.credentials: unknown credential 'nope'" in line for line in lines)
