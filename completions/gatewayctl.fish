@@ -30,6 +30,7 @@ complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/serve' -l allow
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/serve' -l graceful-timeout -r -d 'Seconds in-flight requests get to finish on shutdown'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/serve' -l check -d 'Validate the config and exit without serving'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/serve' -l access-log -d 'Log one line per request (off by default: it costs CPU on every call)'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/serve' -l forwarded-allow-ips -r -d 'Comma-separated proxy addresses or networks whose X-Forwarded-For/-...'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/serve' -l help -d 'Show this message and exit'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/query' -l prompt -s p -r -d 'Prompt text (chat or completions route)'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/query' -l text -s t -r -d 'Text to embed (embeddings route); repeatable'

@@ -129,6 +129,7 @@ _gatewayctl_serve() {
         '--graceful-timeout[Seconds in-flight requests get to finish on shutdown]:value:_files' \
         '--check[Validate the config and exit without serving]' \
         '--access-log[Log one line per request (off by default: it costs CPU on every call)]' \
+        '--forwarded-allow-ips[Comma-separated proxy addresses or networks whose X-Forwarded-For/-...]:value:_files' \
         '--help[Show this message and exit]' \
         ':Config file (YAML):_files'
 }

@@ -16,6 +16,9 @@ lifespan (so each of ``--workers N`` processes has its own) and polls about once
   streams finish on the config they started with;
 - a bad or missing file keeps the current routes and logs every problem, once per distinct content.
 
+Secret files are hashed again only when their size, modification time or inode changed (a
+``stat`` per look otherwise), so a large one costs nothing while it stays put.
+
 Polling rather than inotify (``watchfiles``): a realpath and a hash of a few KB per second
 cost nothing, need no new dependency, work where inotify does not (network and overlay file
 systems, exhausted watch limits) and need no re-arming when a symlink starts pointing elsewhere.
@@ -58,28 +61,49 @@ Fingerprint = tuple[tuple[str, str | None, str | None], ...]  # (path, real path
 def secret_files(config: GatewayConfig) -> list[str]:
     """Paths that secrets of ``config`` were read from (a rotated Secret volume triggers a reload)."""
     secrets = [secret for route in config.routes for secret in route.secrets()]
+    secrets.extend(
+        secret for credential in config.credentials.values() for secret in credential.config.secrets()
+    )
     if config.auth is not None:
         secrets.extend(key.key for key in config.auth.keys if key.key is not None)
-    paths = {
-        os.path.expanduser(secret.source)
-        for secret in secrets
-        if not secret.source.startswith("$") and secret.source != secret.get()
-    }
+    paths = {os.path.expanduser(secret.source) for secret in secrets if secret.kind == "file"}
     return sorted(paths)
 
 
-def fingerprint(paths: Iterable[str]) -> Fingerprint:
-    """Real path and content hash of each file (``None`` for one that cannot be read)."""
+# real path -> ((size, mtime_ns, inode), sha256) of the last time the file was hashed
+DigestCache = dict[str, tuple[tuple[int, int, int], str]]
+
+
+def fingerprint(paths: Iterable[str], cache: DigestCache | None = None) -> Fingerprint:
+    """Real path and content hash of each file (``None`` for one that cannot be read).
+
+    With a ``cache``, a file whose size, modification time and inode did not change since it was
+    last hashed is not read again: a secret file of 200 MB costs one ``stat`` per look, not a hash.
+    (A rotation always changes one of the three: a Secret volume swaps a symlink to a new inode,
+    ``cp``/an editor changes the mtime.)"""
     result = []
     for path in paths:
         try:
             real = os.path.realpath(path)
-            with open(real, "rb") as file:
-                digest = hashlib.sha256(file.read()).hexdigest()
+            digest: str | None = _digest(real, cache)
         except OSError:
-            real, digest = None, None
+            real, digest = None, None  # type: ignore[assignment]
         result.append((path, real, digest))
     return tuple(result)
+
+
+def _digest(real: str, cache: DigestCache | None) -> str:
+    with open(real, "rb") as file:
+        stat = os.fstat(file.fileno())
+        key = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        if cache is not None:
+            hit = cache.get(real)
+            if hit is not None and hit[0] == key:
+                return hit[1]
+        digest = hashlib.file_digest(file, "sha256").hexdigest()
+    if cache is not None:
+        cache[real] = (key, digest)
+    return digest
 
 
 class ConfigWatcher:
@@ -97,6 +121,7 @@ class ConfigWatcher:
         self.failures = 0
         self._seen: Fingerprint | None = None  # None: the first look always validates the file
         self._pending: Fingerprint | None = None  # a change seen once, acted on if it holds
+        self._digests: DigestCache = {}  # secret files: hashed again only when their stat changes
 
     def _load_if_changed(self) -> tuple[Fingerprint, GatewayConfig | ConfigError | None]:
         """Runs in a worker thread: file I/O and validation stay off the event loop.
@@ -105,7 +130,7 @@ class ConfigWatcher:
         always describes what was loaded. A change is acted on once it has held for one interval:
         a file caught halfway through an in-place write is never loaded.
         """
-        watched = fingerprint(secret_files(self.config))
+        watched = fingerprint(secret_files(self.config), self._digests)
         try:
             real = os.path.realpath(self.path)
             with open(real, "rb") as file:
@@ -125,7 +150,7 @@ class ConfigWatcher:
             return seen, exc
         except UnicodeDecodeError:
             return seen, ConfigError("the config file is not UTF-8 text", path=self.path)
-        return (seen[0], *fingerprint(secret_files(config))), config
+        return (seen[0], *fingerprint(secret_files(config), self._digests)), config
 
     def _settling(self, seen: Fingerprint) -> bool:
         """True the first time a new fingerprint is seen (it is remembered; the next look acts)."""

@@ -38,7 +38,7 @@ def _event_loop() -> str:
     return "uvloop" if sys.platform != "win32" else "asyncio"
 
 
-def run(
+def run(  # noqa: PLR0913 - one parameter per `serve` option
     config_path: str,
     *,
     host: str = "127.0.0.1",
@@ -47,11 +47,13 @@ def run(
     allow_unauthenticated_admin: bool = False,
     graceful_timeout: float = 30.0,
     access_log: bool = False,
+    forwarded_allow_ips: str = "",
 ) -> None:
     """Validate ``config_path``, then serve it until SIGTERM/SIGINT; returns (exit 0) once drained.
 
     Every serving process watches the file and hot-reloads it every ``GATEWAYCTL_RELOAD_INTERVAL``
-    seconds (default 1; 0 turns that off); see ``gateway_server/reload.py``.
+    seconds (default 1; 0 turns that off); see ``gateway_server/reload.py``. ``forwarded_allow_ips``:
+    the proxies whose ``X-Forwarded-For`` gives the client address (empty: nobody's, the default).
     """
     config = load_config(config_path)  # raises ConfigError listing every problem
     check_workers(config, workers)  # rate limits are counted per process, unless shared
@@ -72,6 +74,10 @@ def run(
         "server_header": False,
         "log_level": "info",
         "log_config": log_config,
+        # X-Forwarded-For is believed only from the proxies named here; uvicorn's default would
+        # trust 127.0.0.1, so that a local proxy's clients could choose their client_ip.
+        "proxy_headers": bool(forwarded_allow_ips.strip()),
+        "forwarded_allow_ips": forwarded_allow_ips.strip(),
     }
     if allow_unauthenticated_admin:
         _warn_unauthenticated_admin(has_keys=config.auth is not None)

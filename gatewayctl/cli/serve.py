@@ -44,6 +44,16 @@ def serve(  # noqa: PLR0913 - one parameter per documented option
             "--access-log", help="Log one line per request (off by default: it costs CPU on every call)."
         ),
     ] = False,
+    forwarded_allow_ips: Annotated[
+        str,
+        typer.Option(
+            "--forwarded-allow-ips",
+            envvar="GATEWAYCTL_FORWARDED_ALLOW_IPS",
+            metavar="ADDRESSES",
+            help="Comma-separated proxy addresses or networks whose X-Forwarded-For/-Proto are believed "
+            "(the client address of client_ip limits); '*' trusts every peer. Default: nobody.",
+        ),
+    ] = "",
 ) -> None:
     """Run the gateway: validate CONFIG, then serve it until stopped (SIGTERM or Ctrl-C).
 
@@ -69,4 +79,5 @@ def serve(  # noqa: PLR0913 - one parameter per documented option
         allow_unauthenticated_admin=allow_unauthenticated_admin,
         graceful_timeout=graceful_timeout,
         access_log=access_log,
+        forwarded_allow_ips=forwarded_allow_ips,
     )

@@ -303,3 +303,35 @@ def test_reload_applies_rotated_gateway_keys(tmp_path: Path) -> None:
             message="the rotated key",
         )
         assert client.post("/gateway/chat/invocations", json=CHAT, headers=old).status_code == 401
+
+
+def test_secret_file_is_hashed_again_only_when_its_stat_changes(tmp_path: Path) -> None:
+    """A large secret file must not be re-hashed every second: size, mtime and inode are looked at first."""
+    from gateway_server.reload import fingerprint
+
+    key = tmp_path / "big-key"
+    key.write_bytes(b"a" * 4096)
+    cache: dict = {}
+    first = fingerprint([str(key)], cache)
+    stat = key.stat()
+    # Same size, mtime put back: to a stat-first poller, nothing changed, so the file is not read.
+    with open(key, "r+b") as file:
+        file.write(b"b" * 4096)
+    os.utime(key, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert fingerprint([str(key)], cache) == first
+    assert fingerprint([str(key)]) != first  # without the cache the content is hashed
+    key.write_bytes(b"c" * 4097)  # a real change: another size (and mtime)
+    changed = fingerprint([str(key)], cache)
+    assert changed != first and changed == fingerprint([str(key)])
+
+
+def test_credential_secret_files_are_watched(tmp_path: Path) -> None:
+    from gateway_server.reload import secret_files
+
+    key = tmp_path / "cred-key"
+    key.write_text("sk-cred\n", encoding="utf-8")
+    config = parse_config(
+        f"credentials:\n  c: {{provider: openai, config: {{openai_api_key: {key}}}}}\n"
+        "routes:\n  - {name: r, route_type: llm/v1/chat, model: {provider: fake}}\n"
+    )
+    assert secret_files(config) == [str(key)]
