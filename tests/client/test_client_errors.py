@@ -170,3 +170,45 @@ def test_unreachable_gateway_on_a_real_closed_port() -> None:
         pytest.raises(GatewayUnreachableError, match=f"127.0.0.1:{port}"),
     ):
         client.query("chat", {"prompt": "x"})
+
+
+def test_config_not_persistable_is_its_own_class_not_route_exists() -> None:
+    from gatewayctl import ConfigNotPersistableError, RouteExistsError
+
+    recorder = Recorder(lambda request: envelope(409, "cannot be persisted", "config_not_persistable"))
+    with client_for(recorder) as client, pytest.raises(ConfigNotPersistableError) as caught:
+        client.create_route("x", "llm/v1/chat", {"provider": "fake", "name": "m"})
+    assert not isinstance(caught.value, RouteExistsError)
+
+
+def test_documented_attributes_come_back_from_the_envelope() -> None:
+    upstream = {
+        "error": {
+            "message": "openai returned HTTP 400: bad model",
+            "type": "upstream_status_error",
+            "code": 400,
+            "provider": "openai",
+            "upstream_status": 400,
+            "reason": "bad model",
+        }
+    }
+    recorder = Recorder(lambda request: httpx.Response(400, json=upstream))
+    with client_for(recorder) as client, pytest.raises(UpstreamStatusError) as caught:
+        client.query("chat", {"prompt": "x"})
+    assert (caught.value.provider, caught.value.upstream_status, caught.value.reason) == (
+        "openai",
+        400,
+        "bad model",
+    )
+    missing = {"error": {"message": "no route", "type": "not_found_error", "code": 404, "route": "chat"}}
+    recorder = Recorder(lambda request: httpx.Response(404, json=missing))
+    with client_for(recorder) as client, pytest.raises(RouteNotFoundError) as not_found:
+        client.get_route("chat")
+    assert not_found.value.name == "chat"
+    invalid = {
+        "error": {"message": "bad", "type": "invalid_request_error", "code": 400, "param": "temperature"}
+    }
+    recorder = Recorder(lambda request: httpx.Response(400, json=invalid))
+    with client_for(recorder) as client, pytest.raises(InvalidRequestError) as bad:
+        client.query("chat", {"prompt": "x"})
+    assert bad.value.param == "temperature"

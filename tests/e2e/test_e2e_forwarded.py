@@ -28,14 +28,16 @@ CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 def _statuses(tmp_path: Path, name: str, args: list[str]) -> list[int]:
     config = tmp_path / f"{name}.yaml"
     config.write_text(CONFIG, encoding="utf-8")
-    with GatewayProcess(config, log_dir=tmp_path, name=name, args=args) as gateway:
-        with httpx.Client(base_url=gateway.url, timeout=10) as http:
-            return [
-                http.post(
-                    "/gateway/per-client/invocations", json=CHAT, headers={"X-Forwarded-For": spoofed}
-                ).status_code
-                for spoofed in ("203.0.113.1", "203.0.113.2")
-            ]
+    with (
+        GatewayProcess(config, log_dir=tmp_path, name=name, args=args) as gateway,
+        httpx.Client(base_url=gateway.url, timeout=10) as http,
+    ):
+        return [
+            http.post(
+                "/gateway/per-client/invocations", json=CHAT, headers={"X-Forwarded-For": spoofed}
+            ).status_code
+            for spoofed in ("203.0.113.1", "203.0.113.2")
+        ]
 
 
 def test_forwarded_for_is_not_trusted_by_default(tmp_path: Path) -> None:
