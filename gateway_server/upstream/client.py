@@ -70,26 +70,26 @@ class UpstreamClient:
     async def call(
         self, adapter: Adapter, route_type: RouteType, payload: dict[str, Any], timeout: float
     ) -> dict[str, Any]:
-        try:
-            return await self._call(adapter, route_type, payload, timeout)
+        try:  # the choke point: every error below leaves scrubbed (one try, no extra coroutine)
+            request = adapter.build_request(route_type, payload)
+            try:
+                status, headers, raw = await self.transport.request(
+                    request.method, request.url, request.headers, _encode(request), timeout
+                )
+            except TimeoutError as exc:
+                raise UpstreamTimeoutError(
+                    f"{adapter.name} did not answer within {timeout:g} s", provider=adapter.name
+                ) from exc
+            except (OSError, UnsendableRequest) as exc:
+                raise self._transport_error(adapter, request, exc) from exc
+            return self._answer(adapter, route_type, status, headers, raw)
         except GatewayError as exc:
             scrub(exc, adapter.secrets())
             raise
 
-    async def _call(
-        self, adapter: Adapter, route_type: RouteType, payload: dict[str, Any], timeout: float
+    def _answer(
+        self, adapter: Adapter, route_type: RouteType, status: int, headers: Mapping[str, str], raw: bytes
     ) -> dict[str, Any]:
-        request = adapter.build_request(route_type, payload)
-        try:
-            status, headers, raw = await self.transport.request(
-                request.method, request.url, request.headers, _encode(request), timeout
-            )
-        except TimeoutError as exc:
-            raise UpstreamTimeoutError(
-                f"{adapter.name} did not answer within {timeout:g} s", provider=adapter.name
-            ) from exc
-        except (OSError, UnsendableRequest) as exc:
-            raise self._transport_error(adapter, request, exc) from exc
         if status >= 300:
             self._raise_status(adapter, status, headers, raw)
         content_type = headers.get("content-type", "")
