@@ -30,7 +30,7 @@ from gateway_server.providers import Adapter, ProviderConfig, get_adapter_class
 if TYPE_CHECKING:
     from gateway_server.config.models import GatewayConfig, Model
 
-__all__ = ["PUBLIC_UPSTREAM_HOSTS", "UpstreamHosts", "origin_of", "runtime_model_issues"]
+__all__ = ["PUBLIC_UPSTREAM_HOSTS", "UpstreamHosts", "host_port_of", "runtime_model_issues"]
 
 # The providers' public endpoints, reachable by run-time routes without any setting. Local servers
 # (vLLM, Ollama, llama.cpp, LM Studio: localhost by default) are not public endpoints: a run-time
@@ -54,7 +54,7 @@ PUBLIC_UPSTREAM_HOSTS: tuple[str, ...] = (
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def origin_of(url: str) -> tuple[str, int] | None:
+def host_port_of(url: str) -> tuple[str, int] | None:
     """``(host, port)`` of a base URL (lower-case host, the scheme's default port filled in)."""
     try:
         parts = urlsplit(url)
@@ -86,7 +86,7 @@ class UpstreamHosts:
         return cls(patterns=PUBLIC_UPSTREAM_HOSTS + extra, origins=frozenset(named))
 
     def allows(self, url: str) -> bool:
-        origin = origin_of(url)
+        origin = host_port_of(url)
         if origin is None:
             return False
         if origin in self.origins:
@@ -123,7 +123,7 @@ def _model_origin(model: Model) -> tuple[str, int] | None:
     if adapter is None or model.config is None:
         return None
     url = adapter.base_url_of(model.config)
-    return origin_of(url) if url else None
+    return host_port_of(url) if url else None
 
 
 def _credential_origins(config: GatewayConfig) -> set[tuple[str, int]]:
@@ -131,7 +131,7 @@ def _credential_origins(config: GatewayConfig) -> set[tuple[str, int]]:
     for credential in config.credentials.values():
         adapter = get_adapter_class(credential.provider)
         url = adapter.base_url_of(credential.config) if adapter is not None else None
-        origin = origin_of(url) if url else None
+        origin = host_port_of(url) if url else None
         if origin is not None:
             found.add(origin)
     return found
@@ -156,7 +156,7 @@ def runtime_model_issues(
         )
     url = adapter.base_url_of(config)
     if url and not hosts.allows(url):
-        origin = origin_of(url)
+        origin = host_port_of(url)
         where = f"{origin[0]}:{origin[1]}" if origin else url
         field = (adapter.spec.base_field or "").split(".")
         issues.append(
