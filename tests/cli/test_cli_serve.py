@@ -54,6 +54,7 @@ def test_serve_passes_every_option_to_the_runner(
     result = cli(
         "serve", config_path, "--host", "0.0.0.0", "--port", "8123", "--workers", "3",
         "--allow-unauthenticated-admin", "--graceful-timeout", "5", "--access-log",
+        "--forwarded-allow-ips", "10.0.0.5,10.0.1.0/24",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert runner_calls == [
@@ -66,6 +67,7 @@ def test_serve_passes_every_option_to_the_runner(
                 "allow_unauthenticated_admin": True,
                 "graceful_timeout": 5.0,
                 "access_log": True,
+                "forwarded_allow_ips": "10.0.0.5,10.0.1.0/24",
             },
         )
     ]
@@ -80,6 +82,7 @@ def test_serve_defaults(cli: Cli, config_path: str, runner_calls: list[tuple[str
         "allow_unauthenticated_admin": False,
         "graceful_timeout": 30.0,
         "access_log": False,
+        "forwarded_allow_ips": "",  # nobody's X-Forwarded-For is believed
     }
 
 
