@@ -30,9 +30,9 @@ KEY = "sk-SENTINEL-shared-e2e-7777"
 VISIBLE_WITHIN = 5.0  # seconds; the watcher looks every POLL_INTERVAL (0.5 s)
 
 
-def _config(redis_url: str, calls: int = 6) -> str:
+def _config(redis_url: str, calls: int = 6, credentials: str = "") -> str:
     # An hour's window: the sliding-window counter is exact while the test stays inside one window.
-    return f"""routes:
+    return f"""{credentials}routes:
   - name: limited
     route_type: llm/v1/chat
     model: {{provider: fake, name: fake-chat}}
@@ -90,16 +90,18 @@ def test_route_created_in_one_process_is_served_by_another(
     start: Callable[..., GatewayProcess],
     fake_openai: FakeOpenAI,
 ) -> None:
-    config = tmp_config(_config(redis_url))
+    # Routes created at run time use the key the file holds through a credential (never $ENV).
+    credential = (
+        "credentials:\n"
+        f"  openai-shared: {{provider: openai, config: {{openai_api_key: ${KEY_ENV}, "
+        f"openai_api_base: '{fake_openai.api_base}'}}}}\n"
+    )
+    config = tmp_config(_config(redis_url, credentials=credential))
     a, b = start(config), start(config)
     body = {
         "name": "gpt",
         "route_type": "llm/v1/chat",
-        "model": {
-            "name": "gpt-4o-mini",
-            "provider": "openai",
-            "config": {"openai_api_key": f"${KEY_ENV}", "openai_api_base": fake_openai.api_base},
-        },
+        "model": {"name": "gpt-4o-mini", "provider": "openai", "credentials": "openai-shared"},
     }
     assert httpx.post(f"{a.url}{ROUTES}", json=body, timeout=10).status_code == 200
     created = time.monotonic()
@@ -112,9 +114,9 @@ def test_route_created_in_one_process_is_served_by_another(
 
     wait_until(lambda: served_by(b, 200), VISIBLE_WITHIN, message="B never served the route created in A")
     assert time.monotonic() - created < VISIBLE_WITHIN
-    assert fake_openai.last_request.headers["authorization"] == f"Bearer {KEY}"  # B resolved the $ENV ref
+    assert fake_openai.last_request.headers["authorization"] == f"Bearer {KEY}"  # B's file's credential
     stored = redis.Redis.from_url(redis_url).hget("gatewayctl:routes", "gpt")
-    assert orjson.loads(stored)["model"]["config"]["openai_api_key"] == f"${KEY_ENV}"
+    assert orjson.loads(stored)["model"]["credentials"] == "openai-shared"
     assert KEY.encode() not in stored
 
     assert httpx.post(f"{b.url}{ROUTES}", json=body, timeout=10).status_code == 409  # taken everywhere
