@@ -81,14 +81,13 @@ def fingerprint(paths: Iterable[str], cache: DigestCache | None = None) -> Finge
     last hashed is not read again: a secret file of 200 MB costs one ``stat`` per look, not a hash.
     (A rotation always changes one of the three: a Secret volume swaps a symlink to a new inode,
     ``cp``/an editor changes the mtime.)"""
-    result = []
+    result: list[tuple[str, str | None, str | None]] = []
     for path in paths:
         try:
             real = os.path.realpath(path)
-            digest: str | None = _digest(real, cache)
+            result.append((path, real, _digest(real, cache)))
         except OSError:
-            real, digest = None, None  # type: ignore[assignment]
-        result.append((path, real, digest))
+            result.append((path, None, None))
     return tuple(result)
 
 
