@@ -58,10 +58,18 @@ class TokenLimit:
     period_seconds: int
     key: str  # route | client_ip | api_key (a key's own limit: api_key)
     limit_header: str
+    limit_pair: tuple[bytes, bytes]  # the X-RateLimit-Limit-Tokens header, ready to send
 
     @classmethod
     def build(cls, owner: str, tokens: int, period_seconds: int, key: str) -> TokenLimit:
-        return cls(owner, tokens, period_seconds, key, str(tokens))
+        return cls(
+            owner,
+            tokens,
+            period_seconds,
+            key,
+            str(tokens),
+            (b"x-ratelimit-limit-tokens", str(tokens).encode()),
+        )
 
     def describe(self) -> str:
         unit = "second" if self.period_seconds == 1 else f"{self.period_seconds} seconds"
@@ -85,8 +93,8 @@ class TokenLimit:
     def header_pairs(self, used: float, reset_after: float) -> list[tuple[bytes, bytes]]:
         """:meth:`headers` as ASGI pairs (the hot path's form)."""
         return [
-            (b"x-ratelimit-limit-tokens", self.limit_header.encode()),
-            (b"x-ratelimit-remaining-tokens", str(max(0, self.tokens - math.ceil(used))).encode()),
+            self.limit_pair,
+            (b"x-ratelimit-remaining-tokens", b"%d" % max(0, self.tokens - math.ceil(used))),
             (b"x-ratelimit-reset-tokens", duration_text(reset_after).encode()),
         ]
 
@@ -129,6 +137,8 @@ def duration_text(seconds: float) -> str:
     if seconds < 1:
         return f"{max(0, math.ceil(seconds * 1000))}ms"
     whole = math.ceil(seconds)
+    if whole < 60:
+        return f"{whole}s"
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

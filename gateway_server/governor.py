@@ -166,7 +166,8 @@ class Governor:
         best = -1  # the tightest window names the X-RateLimit-*-Tokens figures
         best_left = best_used = 0.0
         for index, (limit, _) in enumerate(limits):
-            used, _ = self._window(limit, figures, index, now)
+            period = limit.period_seconds
+            used = figures[2 * index] * (period - now % period) / period + figures[2 * index + 1]
             left = limit.tokens - used
             if best < 0 or left < best_left:
                 best, best_left, best_used = index, left, used

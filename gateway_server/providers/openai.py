@@ -238,12 +238,17 @@ class OpenAIAdapter(OpenAIWireAdapter, provider="openai"):
             headers = {"Authorization": f"Bearer {key}"}
             if config.openai_organization:
                 headers["OpenAI-Organization"] = config.openai_organization
-        query = f"?api-version={quote(config.openai_api_version, safe='')}" if config.openai_api_version else ""
+        query = (
+            f"?api-version={quote(config.openai_api_version, safe='')}" if config.openai_api_version else ""
+        )
         if api_type is OpenAIAPIType.OPENAI:
             return OpenAIWire.at(config.openai_api_base or DEFAULT_OPENAI_API_BASE, headers, query=query)
         deployment = quote(config.openai_deployment_name or "", safe="")
         return OpenAIWire.at(
-            f"{config.openai_api_base}/openai/deployments/{deployment}", headers, query=query, sends_model=False
+            f"{config.openai_api_base}/openai/deployments/{deployment}",
+            headers,
+            query=query,
+            sends_model=False,
         )
 
 

@@ -34,7 +34,6 @@ __all__ = [
 ]
 
 
-
 class OpenAICompatibleConfig(ProviderConfig):
     """A local server's config: the key is optional."""
 
@@ -87,7 +86,9 @@ class OpenAICompatibleAdapter(OpenAIWireAdapter):
     def openai_wire(self) -> OpenAIWire:
         config = self.config
         key = config.key() or self.default_api_key
-        return OpenAIWire.at(config.api_base or self.default_api_base, {"Authorization": f"Bearer {key}"} if key else {})
+        return OpenAIWire.at(
+            config.api_base or self.default_api_base, {"Authorization": f"Bearer {key}"} if key else {}
+        )
 
 
 def _preset(
