@@ -119,14 +119,19 @@ async def stream_response(
             ],
         }
     )
+    ending: bytes | None = None
     try:
-        await _forward(first, chunks, decorate, receive, send)
+        ending = await _forward(first, chunks, decorate, receive, send)
     finally:  # finished, failed or abandoned: what went out is charged
         governor = state.governor
         if governor is not None:
             used = decorate.tally.result(payload)
             governor.record(account[0], entry.name, served.label, used, served.price)
             await governor.settle(account[1], used, served.price)
+    # The last event goes out only once the stream is charged: a client that sends its next request
+    # as soon as it reads [DONE] must find the window and the budget already settled.
+    if ending is not None:
+        await send({"type": "http.response.body", "body": ending, "more_body": False})
     return overhead_ms / 1000
 
 
@@ -136,7 +141,9 @@ async def _forward(
     decorate: _ChunkDecorator,
     receive: Any,
     send: Any,
-) -> None:
+) -> bytes | None:
+    """Send the chunks; return the event that ends the stream ([DONE] or an error event), or None
+    when the client has gone. The caller sends it, after charging what went out."""
     task = asyncio.current_task()
     assert task is not None
     disconnected = False
@@ -162,12 +169,11 @@ async def _forward(
         if not disconnected:
             raise
         task.uncancel()
-        return  # the client is gone: nothing to send; the upstream request is closed below
+        return None  # the client is gone: nothing to send; the upstream request is closed below
     except Exception:  # the process edge of a started response: log, tell the client, end
         logger.exception("stream failed after the first byte")
         ending = _error_event(internal_error())
     finally:
         watcher.cancel()
         await batches.aclose()
-    if not disconnected:
-        await send({"type": "http.response.body", "body": ending, "more_body": False})
+    return None if disconnected else ending
