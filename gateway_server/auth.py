@@ -39,6 +39,7 @@ ALLOW_UNAUTHENTICATED_ADMIN_ENV = "GATEWAYCTL_ALLOW_UNAUTHENTICATED_ADMIN"
 
 _AUTHORIZATION = b"authorization"
 _BEARER = b"bearer "
+_X_API_KEY = b"x-api-key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +111,7 @@ class KeyTable:
         token = _bearer_token(headers)
         if token is None:
             raise AuthenticationError(
-                "Missing API key: send the gateway key as 'Authorization: Bearer <key>'."
+                "Missing API key: send the gateway key as 'Authorization: Bearer <key>' (or 'x-api-key: <key>')."
             )
         digest = hashlib.sha256(token).digest()
         found = None
@@ -128,10 +129,15 @@ class KeyTable:
 
 
 def _bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The key of ``Authorization: Bearer <key>``, else of ``x-api-key: <key>`` (what Anthropic's
+    SDKs and Claude Code send)."""
+    api_key = None
     for name, value in headers:
         if name == _AUTHORIZATION:
             if value[:7].lower() != _BEARER:
                 return None
             token = value[7:].strip()
             return token or None
-    return None
+        if name == _X_API_KEY:
+            api_key = value.strip() or None
+    return api_key

@@ -89,8 +89,9 @@ class RouteIndex:
     ``previous``, so creating one route or reloading an unchanged file builds no adapter twice.
     """
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_aliases", "_entries")
     _entries: dict[str, RouteEntry]
+    _aliases: dict[str, RouteEntry]
 
     def __init__(
         self,
@@ -109,9 +110,24 @@ class RouteIndex:
                 entry = build_entry(route, board)
             entries[route.name] = entry
         self._entries = entries
+        # Aliases (other model names the /v1/* paths accept): collisions are refused when a config
+        # loads and when a route is created; should a merged overlay still hold one, the first wins.
+        aliases: dict[str, RouteEntry] = {}
+        for entry in entries.values():
+            for alias in entry.config.aliases:
+                if alias not in entries:
+                    aliases.setdefault(alias, entry)
+        self._aliases = aliases
 
     def get(self, name: str) -> RouteEntry | None:
         return self._entries.get(name)
+
+    def resolve(self, model: str) -> RouteEntry | None:
+        """The route a ``/v1/*`` request's ``model`` names: a route name or one of its aliases."""
+        entry = self._entries.get(model)
+        if entry is None and self._aliases:
+            entry = self._aliases.get(model)
+        return entry
 
     def list(self) -> list[RouteEntry]:
         return list(self._entries.values())

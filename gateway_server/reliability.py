@@ -70,10 +70,12 @@ __all__ = [
     "backoff_delay",
     "build_plan",
     "call",
+    "call_with",
     "classify",
     "model_unavailable",
     "next_step",
     "open_stream",
+    "open_stream_with",
 ]
 
 logger = logging.getLogger("gateway_server.reliability")
@@ -360,6 +362,20 @@ async def call(
     return await _attempts(plan, deadline, run, rng=rng)
 
 
+async def call_with(
+    plan: Plan,
+    run: Callable[[Target, float], Any],
+    *,
+    rng: random.Random | Any = random,
+    clock: Clock = time.monotonic,
+) -> tuple[Any, Target]:
+    """``await run(target, seconds_left)`` along the plan: the same deadline, retries, fallbacks and
+    breakers as :func:`call`, for callers that decide per model how to call it (the agent
+    protocols pass an Anthropic route's request through natively and translate the others)."""
+    deadline = Deadline(plan.timeout, clock)
+    return await _attempts(plan, deadline, lambda target, d: run(target, d.remaining()), rng=rng)
+
+
 async def open_stream(
     upstream: Upstreams,
     plan: Plan,
@@ -376,13 +392,28 @@ async def open_stream(
     (every attempt, up to the first chunk); after that each wait for the next bytes is bounded by
     the route's timeout, as for a stream without retries.
     """
+
+    def opener(target: Target) -> AsyncGenerator[list[dict[str, Any]], None]:
+        adapter = target.adapter
+        return upstream.client(target.transport).stream_batches(adapter, route_type, payload, plan.timeout)
+
+    return await open_stream_with(plan, opener, rng=rng, clock=clock)
+
+
+async def open_stream_with(
+    plan: Plan,
+    opener: Callable[[Target], AsyncGenerator[Any, None]],
+    *,
+    rng: random.Random | Any = random,
+    clock: Clock = time.monotonic,
+) -> tuple[Target, Any, AsyncGenerator[Any, None]]:
+    """:func:`open_stream` with the per-model opening left to ``opener(target)`` (an async generator
+    of batches): retried along the plan until its first batch is ready."""
     deadline = Deadline(plan.timeout, clock)
 
-    async def run(
-        target: Target, deadline: Deadline
-    ) -> tuple[Any, AsyncGenerator[list[dict[str, Any]], None]]:
+    async def run(target: Target, deadline: Deadline) -> tuple[Any, AsyncGenerator[Any, None]]:
         adapter = target.adapter
-        chunks = upstream.client(target.transport).stream_batches(adapter, route_type, payload, plan.timeout)
+        chunks = opener(target)
         try:
             async with asyncio.timeout(deadline.remaining()):
                 first = await anext(chunks, None)

@@ -83,6 +83,7 @@ class Route(_PublicModel):
     model: ModelInfo
     route_url: str
     limit: Limit | None = None
+    aliases: list[str] | None = None  # other model names the /v1/* paths accept for this route
 
     def to_endpoint(self) -> dict[str, Any]:
         """The MLflow 2.9+ spelling of the same object (``endpoint_type``/``endpoint_url``)."""
@@ -92,4 +93,5 @@ class Route(_PublicModel):
             "model": self.model.model_dump(),
             "endpoint_url": self.route_url.replace("/gateway/", "/endpoints/", 1),
             "limit": self.limit.model_dump() if self.limit else None,
+            **({"aliases": list(self.aliases)} if self.aliases else {}),
         }

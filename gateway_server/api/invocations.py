@@ -21,6 +21,8 @@ from typing import Any
 import orjson
 
 from gateway_server.api import paths
+from gateway_server.api.agent_messages import CountTokensProtocol, MessagesProtocol
+from gateway_server.api.agent_stream import AgentCall
 from gateway_server.api.envelope import error_body, internal_error
 from gateway_server.api.streaming import MODEL_HEADER, stream_response
 from gateway_server.auth import QUERY
@@ -57,12 +59,17 @@ class Invocation:
     flavor: Flavor
     name: str | None  # None for /v1/*: taken from the body
     v1_type: RouteType | None = None
+    protocol: Any = None  # an agent protocol (api/agent_*.py): its own shapes, errors and streams
 
 
 _V1 = {
     paths.V1_CHAT: RouteType.CHAT,
     paths.V1_COMPLETIONS: RouteType.COMPLETIONS,
     paths.V1_EMBEDDINGS: RouteType.EMBEDDINGS,
+}
+_AGENTS = {
+    paths.V1_MESSAGES: Invocation(Flavor.V1, None, RouteType.CHAT, MessagesProtocol()),
+    paths.V1_MESSAGES_COUNT_TOKENS: Invocation(Flavor.V1, None, RouteType.CHAT, CountTokensProtocol()),
 }
 _SUFFIX = paths.INVOCATIONS_SUFFIX
 _PREFIXES = ((paths.GATEWAY_PREFIX, Flavor.LEGACY), (paths.ENDPOINTS_PREFIX, Flavor.ENDPOINTS))
@@ -74,6 +81,9 @@ def match_invocation(path: str) -> Invocation | None:
     v1_type = _V1.get(path)
     if v1_type is not None:
         return Invocation(Flavor.V1, None, v1_type)
+    agent = _AGENTS.get(path)
+    if agent is not None:
+        return agent
     if path.endswith(_SUFFIX):
         for prefix, flavor in _PREFIXES:
             if path.startswith(prefix):
@@ -134,7 +144,7 @@ def _resolve(state: Any, invocation: Invocation, payload: dict[str, Any]) -> Rou
                 "Missing 'model': on /v1 paths 'model' names the gateway route to use (see GET /v1/models).",
                 param="model",
             )
-        entry = state.registry.get(name)
+        entry = state.registry.resolve(name)  # a route name or one of its aliases
         if entry is None:
             raise RouteNotFoundError(name)
         if entry.route_type is not invocation.v1_type:
@@ -182,6 +192,8 @@ async def handle_invocation(
     route_label = ""  # a known route's name only: unknown names must not grow the metrics
     governor = state.governor
     ticket = None  # what admission reserved (limits, budgets), settled on what the answer used
+    protocol = invocation.protocol
+    render = invocation.render
     try:
         if scope["method"] != "POST":
             raise MethodNotAllowedError(
@@ -190,6 +202,7 @@ async def handle_invocation(
         # Before the body is read: 401/403 cost nothing and never reveal which routes exist.
         key_name = state.auth.authorize(scope["headers"], QUERY)  # None on a gateway without keys
         payload = _parse_payload(await _read_body(scope, receive, state.max_request_bytes))
+        model = payload.get("model")
         entry = _resolve(state, invocation, payload)
         route_label = entry.name
         # Every path family reaches here (/gateway, /endpoints, /v1/*): limits and budgets, once,
@@ -198,32 +211,46 @@ async def handle_invocation(
             ticket = await governor.admit(entry, key_name, scope, payload)
             headers = headers + ticket.headers
         route_type = entry.route_type
-        payload = VALIDATORS[route_type](payload)
-        if payload.get("stream"):
-            overhead = await stream_response(
-                state, entry, payload, receive, send, started, (key_name, ticket)
+        if protocol is not None:  # /v1/messages, /v1/responses: the protocol validates and answers
+            limit_headers = list(ticket.headers) if ticket is not None else []
+            account = (key_name, ticket)
+            call = AgentCall(
+                state, entry, payload, str(model), scope, receive, send, started, limit_headers, account
             )
-            state.metrics.observe(route_label, 200, perf_counter() - started, overhead)
-            return
-        upstream_started = perf_counter()
-        try:  # deadline, retries, fallbacks, split, breakers: reliability.py
-            result, served = await call_upstream(state.upstream, entry.plan, route_type, payload)
-        finally:
-            upstream_seconds = perf_counter() - upstream_started
-        if governor is not None:  # charged at the price of the model that answered
-            await _charge(governor, ticket, key_name, entry, served, usage_of(result, payload))
-            ticket = None
-        headers = [*headers, (MODEL_HEADER, served.header)]
-        if not result.get("model"):
-            result["model"] = served.adapter.model_name
-        result = _finish(result, route_type)
-        if invocation.flavor is Flavor.LEGACY:
-            result = TO_LEGACY[route_type](result)
-        status, body = 200, orjson.dumps(result)
+            answer = await protocol.invoke(call)
+            ticket = None  # the protocol charged what its answer used (agent_stream.charge)
+            if isinstance(answer, float):  # streamed; the gateway's own seconds up to the first event
+                state.metrics.observe(route_label, 200, perf_counter() - started, answer)
+                return
+            body, served, upstream_seconds = answer
+            status, headers = 200, [*headers, (MODEL_HEADER, served.header)]
+        else:
+            payload = VALIDATORS[route_type](payload)
+            if payload.get("stream"):
+                overhead = await stream_response(
+                    state, entry, payload, receive, send, started, (key_name, ticket)
+                )
+                state.metrics.observe(route_label, 200, perf_counter() - started, overhead)
+                return
+            upstream_started = perf_counter()
+            try:  # deadline, retries, fallbacks, split, breakers: reliability.py
+                result, served = await call_upstream(state.upstream, entry.plan, route_type, payload)
+            finally:
+                upstream_seconds = perf_counter() - upstream_started
+            if governor is not None:  # charged at the price of the model that answered
+                await _charge(governor, ticket, key_name, entry, served, usage_of(result, payload))
+                ticket = None
+            headers = [*headers, (MODEL_HEADER, served.header)]
+            if not result.get("model"):
+                result["model"] = served.adapter.model_name
+            result = _finish(result, route_type)
+            if invocation.flavor is Flavor.LEGACY:
+                result = TO_LEGACY[route_type](result)
+            status, body = 200, orjson.dumps(result)
     except GatewayError as exc:
         if ticket is not None:  # refused or failed after admission: release the reservation
             await governor.settle(ticket, _NOTHING, None)
-        status, body = exc.status_code, error_body(exc)
+        status, body = exc.status_code, render(exc)
         extra = exc.headers()
         if extra:
             headers = headers + [(k.lower().encode(), v.encode()) for k, v in extra.items()]
@@ -232,7 +259,7 @@ async def handle_invocation(
         if ticket is not None:
             await governor.settle(ticket, _NOTHING, None)
         error = internal_error()
-        status, body = error.status_code, error_body(error)
+        status, body = error.status_code, render(error)
     elapsed = perf_counter() - started
     overhead_ms = (elapsed - upstream_seconds) * 1000
     state.metrics.observe(route_label, status, elapsed, elapsed - upstream_seconds)

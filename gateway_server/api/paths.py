@@ -18,6 +18,11 @@ V1_CHAT = "/v1/chat/completions"
 V1_COMPLETIONS = "/v1/completions"
 V1_EMBEDDINGS = "/v1/embeddings"
 V1_MODELS = "/v1/models"
+# Agent protocols: Anthropic's Messages API and OpenAI's Responses API
+V1_MESSAGES = "/v1/messages"
+V1_MESSAGES_COUNT_TOKENS = "/v1/messages/count_tokens"
+V1_RESPONSES = "/v1/responses"
+V1_RESPONSE_PREFIX = "/v1/responses/"  # + {id}: GET (retrieve), DELETE
 
 
 def route_invocations(name: str) -> str:

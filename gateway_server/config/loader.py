@@ -26,6 +26,7 @@ from gateway_server.config.models import (
     RouteConfig,
     WeightedModel,
     _did_you_mean,
+    alias_clashes,
 )
 from gateway_server.config.warnings import config_warnings
 from gateway_server.errors import ConfigError, ConfigIssue
@@ -76,6 +77,7 @@ def parse_config(text: str, path: str | None = None) -> GatewayConfig:
         data = dict(data)
         data[top] = [_prevalidate_route(i, entry, issues, top, scope) for i, entry in enumerate(raw_routes)]
         issues.extend(_duplicate_names(raw_routes, top))
+        issues.extend(_alias_issues(raw_routes, top))
     try:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
@@ -189,6 +191,18 @@ def _prevalidate_model(loc: tuple[Any, ...], block: Any, issues: Issues, scope: 
             issues.extend(problems)
             return stand_in
     return {**block, "config": config}
+
+
+def _alias_issues(raw_routes: list[Any], top: str) -> list[tuple[tuple[Any, ...], str]]:
+    routes = []
+    for entry in raw_routes:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        aliases = entry.get("aliases") if isinstance(entry, dict) else None
+        valid = isinstance(aliases, list) and all(isinstance(alias, str) for alias in aliases)
+        routes.append((name if isinstance(name, str) else "", aliases if valid else []))
+    return [
+        ((top, index, "aliases", position), message) for index, position, message in alias_clashes(routes)
+    ]
 
 
 def _duplicate_names(raw_routes: list[Any], top: str) -> list[tuple[tuple[Any, ...], str]]:

@@ -52,6 +52,28 @@ QUERY_SUFFIX = "/invocations"
 _DUPLICATES_SEEN = " (each route name must appear once)"
 
 
+def alias_clashes(routes: list[tuple[str, list[str]]]) -> list[tuple[int, int, str]]:
+    """``(route index, alias index, message)`` for each alias that is a route name or another
+    route's alias: a model name must name one route only."""
+    names = {name: index for index, (name, _) in enumerate(routes)}
+    owners: dict[str, str] = {}
+    found = []
+    for index, (name, aliases) in enumerate(routes):
+        for position, alias in enumerate(aliases):
+            if alias == name:
+                found.append((index, position, f"alias '{alias}' is the route's own name; remove it"))
+            elif alias in names:
+                found.append(
+                    (index, position, f"alias '{alias}' of route '{name}' is the name of another route")
+                )
+            elif alias in owners and owners[alias] != name:
+                message = f"alias '{alias}' of route '{name}' is already an alias of route '{owners[alias]}'"
+                found.append((index, position, message))
+            else:
+                owners[alias] = name
+    return found
+
+
 def _did_you_mean(word: str, choices: Any) -> str:
     match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean '{match[0]}'?" if match else ""
@@ -211,6 +233,8 @@ class RouteConfig(_Strict):
     limit: list[LimitConfig] | None = None  # one mapping or a list of them in the file
     # How this route's upstream calls travel (upstream/transport.py); None: server.upstream_transport.
     transport: Literal["pool", "httpx"] | None = None
+    # Other model names the /v1/* paths accept for this route (agents send vendor model names).
+    aliases: list[str] = Field(default_factory=list)
 
     _limit_form = field_validator("limit", mode="before")(lambda value: _limit_list(value))
 
@@ -230,6 +254,19 @@ class RouteConfig(_Strict):
         if problem is not None:
             shown = value if len(value) <= 40 else value[:40] + "..."
             raise ValueError(f"'{shown}' is not a valid route name: {problem}")
+        return value
+
+    @field_validator("aliases")
+    @classmethod
+    def _aliases(cls, value: list[str]) -> list[str]:
+        for alias in value:
+            if not alias or alias != alias.strip() or "/" in alias:
+                raise ValueError(
+                    f"'{alias}' is not a valid alias: a model name without spaces around it or '/'"
+                )
+        repeated = sorted(alias for alias, count in Counter(value).items() if count > 1)
+        if repeated:
+            raise ValueError(f"aliases must be unique; repeated: {', '.join(repeated)}")
         return value
 
     @model_validator(mode="after")
@@ -268,6 +305,7 @@ class RouteConfig(_Strict):
             model=first.to_info(),
             route_url=f"{ROUTE_BASE}{self.name}{QUERY_SUFFIX}",
             limit=limit,
+            aliases=list(self.aliases) or None,
         )
 
 
@@ -401,6 +439,9 @@ class GatewayConfig(_Strict):
             raise ValueError(
                 f"route names must be unique; repeated: {', '.join(duplicates)}{_DUPLICATES_SEEN}"
             )
+        clashes = alias_clashes([(route.name, route.aliases) for route in self.routes])
+        if clashes:
+            raise ValueError("; ".join(message for _, _, message in clashes) + _DUPLICATES_SEEN)
         return self
 
     @property

@@ -28,8 +28,9 @@ from typing import Any
 
 from gateway_server.auth import KeyTable
 from gateway_server.breaker import BreakerBoard
-from gateway_server.config import GatewayConfig, parse_route
-from gateway_server.errors import RouteExistsError
+from gateway_server.config import GatewayConfig, RouteConfig, parse_route
+from gateway_server.config.models import alias_clashes
+from gateway_server.errors import InvalidRequestError, RouteExistsError
 from gateway_server.registry import RouteEntry, RouteIndex, build_entry
 from gateway_server.runtime.changes import RouteChanges, diff_routes
 from gateway_server.runtime.store import FileStore, RouteStore
@@ -107,6 +108,7 @@ class RouteTable:
         async with self.lock:
             if self.index.get(route.name) is not None:
                 raise RouteExistsError(route.name)
+            _check_aliases(self.config.routes, route)
             await self.store.create(route, body, in_file=self._in_file(route.name))
             self._swap(f"route '{route.name}' created ({self.store.where})")
         # Served now, unless the store could not be read back (Redis stopped answering): the
@@ -131,3 +133,10 @@ class RouteTable:
         """For the app's lifespan: the store loads what it holds and watches it."""
         async with self.store.running(self.store_changed):
             yield
+
+
+def _check_aliases(routes: list[RouteConfig], route: RouteConfig) -> None:
+    """A new route's name or aliases may not be a name another route is already called by."""
+    clashes = alias_clashes([*((other.name, other.aliases) for other in routes), (route.name, route.aliases)])
+    if clashes:
+        raise InvalidRequestError("; ".join(message for _, _, message in clashes), param="aliases")

@@ -9,6 +9,8 @@ answers the documented event sequence (``message_start``, ``content_block_start`
 ``content_block_delta``..., ``content_block_stop``, ``message_delta`` with the usage,
 ``message_stop``), one text delta per word.
 
+``POST {prefix}/messages/count_tokens`` answers ``{"input_tokens"}`` counted the same way.
+
 Strict where Anthropic is: the ``anthropic-version`` header is required; ``model``, ``max_tokens``
 and ``messages`` are required; unknown top-level fields are refused ("Extra inputs are not
 permitted"); only ``user``/``assistant`` roles (a ``system`` role gets Anthropic's hint to use the
@@ -66,6 +68,7 @@ class FakeAnthropic(FakeUpstream):
 
     def routes(self) -> Iterator[Route]:
         yield Route("POST", f"{self.prefix}/messages", self.messages)
+        yield Route("POST", f"{self.prefix}/messages/count_tokens", self.count_tokens)
 
     def on_reset(self) -> None:
         self._ids = itertools.count(1)
@@ -108,6 +111,20 @@ class FakeAnthropic(FakeUpstream):
             return _stream(head, content, stop_reason, stop_sequence, usage)
         tail = {"stop_reason": stop_reason, "stop_sequence": stop_sequence, "usage": usage}
         return Reply(200, {**head, "content": content, **tail})
+
+    def count_tokens(self, request: RecordedRequest) -> Reply:
+        """``{"input_tokens": N}``, counted as the messages call counts its input (no max_tokens)."""
+        body = request.json
+        if not isinstance(body, dict) or "model" not in body or not body.get("messages"):
+            return self._bad("model and messages are required")
+        if "max_tokens" in body or "stream" in body:
+            return self._bad(
+                f"{'max_tokens' if 'max_tokens' in body else 'stream'}: Extra inputs are not permitted"
+            )
+        tokens = count_tokens(_system_text(body.get("system"))) + sum(
+            count_tokens(_text(message["content"])) for message in body["messages"]
+        )
+        return Reply(200, {"input_tokens": tokens})
 
     def _validated(self, request: RecordedRequest) -> dict[str, Any] | Reply:
         if not request.headers.get("anthropic-version"):

@@ -125,6 +125,8 @@ def print_route(route: Route) -> None:
     ]
     if route.limit is not None:
         rows.append(("limit", f"{route.limit.calls} per {route.limit.renewal_period}"))
+    if route.aliases:
+        rows.append(("aliases", ", ".join(route.aliases)))
     for key, value in rows:
         table.add_row(key, escape(value))
     _stdout().print(table)

@@ -1,0 +1,138 @@
+"""``POST /v1/messages`` and ``POST /v1/messages/count_tokens``: Anthropic's Messages API on any
+chat route, served by the invocation dispatcher (``api/invocations.py``: auth, route and alias
+lookup, rate limits, metrics) and the route's reliability plan (deadline, retries, fallbacks,
+breakers). Per model of the plan: an Anthropic model gets the request natively
+(``protocols/native.py``); any other model gets it translated to the internal chat request
+(``protocols/messages.py``) and its answer translated back (``protocols/messages_stream.py`` for
+streams). So a route that falls back from Claude to another vendor serves both ways in one call.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from time import perf_counter
+from typing import Any
+
+import orjson
+
+from gateway_server.api.agent_stream import AgentCall, send_stream
+from gateway_server.errors import InvalidRequestError
+from gateway_server.protocols import messages
+from gateway_server.protocols.messages_stream import PING, MessagesStream
+from gateway_server.protocols.native import NativeEvents, anthropic_native
+from gateway_server.reliability import Target, call_with, open_stream_with
+from gateway_server.routes import RouteType
+
+__all__ = ["CountTokensProtocol", "MessagesProtocol", "once"]
+
+CHAT = RouteType.CHAT
+_TERMINAL = frozenset({"message_stop"})
+
+
+def _is_anthropic(target: Target) -> bool:
+    return target.adapter.name == "anthropic" and not target.adapter.in_process
+
+
+async def once(chunks: list[dict[str, Any]]) -> AsyncIterator[list[dict[str, Any]]]:
+    yield chunks  # an in-process answer is ready at once: one batch
+
+
+class _Translation:
+    """The internal chat request of one call, built on first use (only non-Anthropic models need it)."""
+
+    __slots__ = ("_chat", "payload")
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self.payload = payload
+        self._chat: dict[str, Any] | None = None
+
+    @property
+    def chat(self) -> dict[str, Any]:
+        if self._chat is None:
+            self._chat = messages.to_chat_request(self.payload)
+        return self._chat
+
+
+class MessagesProtocol:
+    """``POST /v1/messages``."""
+
+    error_body = staticmethod(messages.error_body)
+
+    async def invoke(self, call: AgentCall) -> tuple[bytes, Target, float] | float:
+        """Answer one call: ``(body, the model that served, upstream seconds)``, or, when it was
+        streamed (already sent), the gateway's own seconds up to the first event."""
+        payload = messages.validate_request(call.payload)
+        translation = _Translation(payload)
+        if payload.get("stream"):
+            return await self._stream(call, translation)
+        upstream, headers, model = call.state.upstream, call.scope["headers"], call.model
+        fallback_id = uuid.uuid4().hex
+
+        async def run(target: Target, remaining: float) -> dict[str, Any]:
+            adapter = target.adapter
+            if _is_anthropic(target):
+                return await upstream.call(anthropic_native(adapter, headers), CHAT, payload, remaining)  # type: ignore[no-any-return]
+            chat = translation.chat
+            if adapter.in_process:
+                result = adapter.respond(CHAT, chat)
+            else:
+                result = await upstream.call(adapter, CHAT, chat, remaining)
+            return messages.message_from_chat(result, model, fallback_id)
+
+        upstream_started = perf_counter()
+        try:
+            message, served = await call_with(call.entry.plan, run)
+        finally:
+            upstream_seconds = perf_counter() - upstream_started
+        return orjson.dumps(message), served, upstream_seconds
+
+    async def _stream(self, call: AgentCall, translation: _Translation) -> float:
+        payload = translation.payload
+        upstream, headers, timeout = call.state.upstream, call.scope["headers"], call.entry.plan.timeout
+
+        def opener(target: Target) -> AsyncIterator[Any]:
+            adapter = target.adapter
+            if _is_anthropic(target):
+                return upstream.stream_batches(anthropic_native(adapter, headers), CHAT, payload, timeout)  # type: ignore[no-any-return]
+            if adapter.in_process:
+                return once(adapter.respond_stream(CHAT, translation.chat))
+            return upstream.stream_batches(adapter, CHAT, translation.chat, timeout)  # type: ignore[no-any-return]
+
+        upstream_started = perf_counter()
+        served, first, batches = await open_stream_with(call.entry.plan, opener)
+        upstream_seconds = 0.0 if served.adapter.in_process else perf_counter() - upstream_started
+        translator: Any
+        if _is_anthropic(served):
+            translator = NativeEvents(_TERMINAL, MessagesStream.fail, PING)
+        else:
+            estimate = messages.estimate_input_tokens(payload)
+            translator = MessagesStream(f"msg_{uuid.uuid4().hex}", call.model, estimate)
+        overhead = perf_counter() - call.started - upstream_seconds
+        await send_stream(call, served, first, batches, translator, overhead)
+        return overhead
+
+
+class CountTokensProtocol:
+    """``POST /v1/messages/count_tokens``: Anthropic's own count on Anthropic routes, the documented
+    estimate (``messages.estimate_input_tokens``) on the others."""
+
+    error_body = staticmethod(messages.error_body)
+
+    async def invoke(self, call: AgentCall) -> tuple[bytes, Target, float] | float:
+        payload = call.payload
+        if not isinstance(payload.get("messages"), list) or not payload["messages"]:
+            raise InvalidRequestError(
+                "messages: a non-empty list of {role, content} is required", param="messages"
+            )
+        upstream, headers = call.state.upstream, call.scope["headers"]
+
+        async def run(target: Target, remaining: float) -> dict[str, Any]:
+            if _is_anthropic(target):
+                native = anthropic_native(target.adapter, headers, count_tokens=True)
+                return await upstream.call(native, CHAT, payload, remaining)  # type: ignore[no-any-return]
+            return {"input_tokens": messages.estimate_input_tokens(payload)}
+
+        upstream_started = perf_counter()
+        result, served = await call_with(call.entry.plan, run)
+        return orjson.dumps(result), served, perf_counter() - upstream_started
