@@ -133,13 +133,21 @@ async def get_endpoint(name: str, state: State) -> dict[str, Any]:
     paths.V1_MODELS, dependencies=[QueryKey], summary="OpenAI-compatible model list: one model per route"
 )
 async def list_models(state: State) -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": [
-            {"id": entry.name, "object": "model", "created": 0, "owned_by": entry.adapter.name}
-            for entry in state.registry.list()
-        ],
-    }
+    data = []
+    for entry in state.registry.list():
+        data.append({"id": entry.name, "object": "model", "created": 0, "owned_by": entry.adapter.name})
+        # An alias is a model name the /v1/* paths accept too (agents pick vendor names from here).
+        data.extend(
+            {
+                "id": alias,
+                "object": "model",
+                "created": 0,
+                "owned_by": entry.adapter.name,
+                "alias_of": entry.name,
+            }
+            for alias in entry.config.aliases
+        )
+    return {"object": "list", "data": data}
 
 
 @router.post(

@@ -83,7 +83,10 @@ def warn(message: str) -> None:
 
 
 def route_data(route: Route) -> dict[str, Any]:
-    return route.model_dump(mode="json")
+    data = route.model_dump(mode="json")
+    if data.get("aliases") is None:
+        data.pop("aliases", None)  # only routes with aliases show the key
+    return data
 
 
 def print_routes(routes: list[Route]) -> None:
