@@ -1,6 +1,7 @@
 """A/B: two gateway commands, interleaved, on the c=64 figures (CPU per request, rps, p50, p99).
 
-``python -m bench.ab --a "CMD" --b "CMD" [--rounds 6] [--seconds 6] [--features] [--governance] [--concurrency 64]``
+``python -m bench.ab --a "CMD" --b "CMD" [--rounds 6] [--seconds 6] [--features] [--governance] [--concurrency 64]
+[--call-a CALL] [--call-b CALL]``
 
 For a change to the hot path, the question is "did it lower the gateway's CPU per request?", and on
 a shared machine the answer drifts by more than the change between two separate ``bench.run``
@@ -9,6 +10,9 @@ upstream and the load on core 1, and rounds alternate A B A B ..., so drift hits
 command is a template like ``bench.run --gateway-cmd``; to measure an older commit, check it out
 with ``git worktree add /tmp/old <commit>`` and use
 ``--a "env PYTHONPATH=/tmp/old {python} -m gatewayctl serve {config} --host 127.0.0.1 --port {port}"``.
+``--call-a``/``--call-b`` measure another request than ``seed chat`` (a key of ``measure.CALLS``);
+with the same command on both sides and two calls, the A/B compares two paths of one gateway (e.g.
+``--call-a "openai chat" --call-b "anthropic messages"``: the Messages API's translation cost).
 Prints each round and the medians; exit code 0.
 """
 
@@ -54,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="B only: a token limit, prices and a key budget on top of --features (A keeps --features)",
     )
+    parser.add_argument(
+        "--call-a", default="seed chat", choices=sorted(measure.CALLS), help="the call measured on A (default seed chat)"
+    )
+    parser.add_argument(
+        "--call-b", default=None, choices=sorted(measure.CALLS), help="the call measured on B (default: --call-a)"
+    )
     args = parser.parse_args(argv)
 
     plan = replace(Plan(), tput_seconds=args.seconds, tput_concurrency=args.concurrency)
@@ -62,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     with start_upstream(cpu=UPSTREAM_CPU, max_seconds=3600) as upstream, tempfile.TemporaryDirectory() as tmp:
         try:
             targets = {}
+            calls = {"A": args.call_a, "B": args.call_b or args.call_a}
             for side, command in (("A", args.a), ("B", args.b)):
                 features = args.features or args.governance
                 config = gateway_config(
@@ -74,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                 if took < 0:
                     print(f"{side} did not start: {measure.read_tail(log)}", file=sys.stderr)
                     return 1
-                targets[side] = Target(port, proc.pid, upstream.port, upstream.pid, headers)
-                why = measure.check_call(port, measure.CALLS["seed chat"], headers)
+                targets[side] = Target(port, proc.pid, upstream.port, upstream.pid, headers, primary=calls[side])
+                why = measure.check_call(port, measure.CALLS[calls[side]], headers)
                 if why is not None:
                     print(f"{side} does not answer the benchmark call: {why}", file=sys.stderr)
                     return 1

@@ -43,6 +43,10 @@ def _chat_openai_ok(o: dict) -> bool:
     return o["object"] == "chat.completion" and isinstance(o["choices"][0]["message"]["content"], str)
 
 
+def _messages_ok(o: dict) -> bool:
+    return o["type"] == "message" and isinstance(o["content"][0]["text"], str)
+
+
 def _compl_seed_ok(o: dict) -> bool:
     return isinstance(o["candidates"][0]["text"], str)
 
@@ -81,6 +85,19 @@ CALLS: dict[str, Call] = {
     ),
     "openai embeddings": Call(
         "embeddings", "/v1/embeddings", {"model": "embeddings", "input": EMBED_INPUT}, _embed_openai_ok
+    ),
+    # The same chat request in Anthropic's Messages shape, translated to the route's OpenAI upstream.
+    "anthropic messages": Call(
+        "chat",
+        "/v1/messages",
+        {
+            "model": "chat",
+            "system": MESSAGES[0]["content"],
+            "messages": MESSAGES[1:],
+            "temperature": 0.2,
+            "max_tokens": 128,
+        },
+        _messages_ok,
     ),
 }
 # what the same request looks like when sent straight to the upstream

@@ -20,7 +20,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from gateway_server.api import paths
-from gateway_server.api.invocations import handle_invocation, match_invocation
+from gateway_server.api.invocations import handle_invocation, handle_resource, match_invocation
 from gateway_server.app_state import GatewayState
 from gateway_server.auth import ALLOW_UNAUTHENTICATED_ADMIN_ENV
 from gateway_server.config import GatewayConfig, load_config
@@ -73,7 +73,10 @@ class GatewayApp:
             path = scope["path"]
             invocation = match_invocation(path)
             if invocation is not None:
-                await handle_invocation(self.state, invocation, scope, receive, send)
+                if invocation.resource is None:
+                    await handle_invocation(self.state, invocation, scope, receive, send)
+                else:  # GET/DELETE /v1/responses/{id}
+                    await handle_resource(self.state, invocation, scope, send)
                 return
             if scope["method"] in ("GET", "HEAD"):
                 if path == paths.HEALTH:

@@ -22,6 +22,7 @@ import orjson
 
 from gateway_server.api import paths
 from gateway_server.api.agent_messages import CountTokensProtocol, MessagesProtocol
+from gateway_server.api.agent_responses import ResponsesProtocol
 from gateway_server.api.agent_stream import AgentCall
 from gateway_server.api.envelope import error_body, internal_error
 from gateway_server.api.streaming import MODEL_HEADER, stream_response
@@ -39,7 +40,7 @@ from gateway_server.routes import RouteType
 from gateway_server.schemas import TO_LEGACY, VALIDATORS
 from gateway_server.usage import Usage, usage_of
 
-__all__ = ["Flavor", "Invocation", "handle_invocation", "match_invocation"]
+__all__ = ["Flavor", "Invocation", "handle_invocation", "handle_resource", "match_invocation"]
 
 logger = logging.getLogger("gateway_server")
 
@@ -60,6 +61,8 @@ class Invocation:
     name: str | None  # None for /v1/*: taken from the body
     v1_type: RouteType | None = None
     protocol: Any = None  # an agent protocol (api/agent_*.py): its own shapes, errors and streams
+    resource: str | None = None  # GET/DELETE /v1/responses/{id}: a stored object, no route
+    render: Any = error_body  # GatewayError -> the error body (an agent protocol has its own shape)
 
 
 _V1 = {
@@ -67,9 +70,14 @@ _V1 = {
     paths.V1_COMPLETIONS: RouteType.COMPLETIONS,
     paths.V1_EMBEDDINGS: RouteType.EMBEDDINGS,
 }
+_RESPONSES = ResponsesProtocol()
 _AGENTS = {
-    paths.V1_MESSAGES: Invocation(Flavor.V1, None, RouteType.CHAT, MessagesProtocol()),
-    paths.V1_MESSAGES_COUNT_TOKENS: Invocation(Flavor.V1, None, RouteType.CHAT, CountTokensProtocol()),
+    path: Invocation(Flavor.V1, None, RouteType.CHAT, protocol, render=protocol.error_body)
+    for path, protocol in (
+        (paths.V1_MESSAGES, MessagesProtocol()),
+        (paths.V1_MESSAGES_COUNT_TOKENS, CountTokensProtocol()),
+        (paths.V1_RESPONSES, _RESPONSES),
+    )
 }
 _SUFFIX = paths.INVOCATIONS_SUFFIX
 _PREFIXES = ((paths.GATEWAY_PREFIX, Flavor.LEGACY), (paths.ENDPOINTS_PREFIX, Flavor.ENDPOINTS))
@@ -84,6 +92,10 @@ def match_invocation(path: str) -> Invocation | None:
     agent = _AGENTS.get(path)
     if agent is not None:
         return agent
+    if path.startswith(paths.V1_RESPONSE_PREFIX):
+        response_id = path[len(paths.V1_RESPONSE_PREFIX) :]
+        if response_id and "/" not in response_id:
+            return Invocation(Flavor.V1, None, RouteType.CHAT, _RESPONSES, response_id, _RESPONSES.error_body)
     if path.endswith(_SUFFIX):
         for prefix, flavor in _PREFIXES:
             if path.startswith(prefix):
@@ -272,6 +284,37 @@ async def handle_invocation(
                 (b"content-length", str(len(body)).encode()),
                 (OVERHEAD_HEADER, f"{overhead_ms:.3f}".encode()),
             ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def handle_resource(state: Any, invocation: Invocation, scope: dict[str, Any], send: Any) -> None:
+    """``GET``/``DELETE`` of a stored agent-protocol object (``/v1/responses/{id}``): the query key,
+    the protocol's error shape, no route, rate limit or upstream."""
+    protocol = invocation.protocol
+    headers = JSON_HEADERS
+    try:
+        if scope["method"] not in ("GET", "DELETE"):
+            raise MethodNotAllowedError(
+                f"Method {scope['method']} is not allowed on {scope['path']}; use GET or DELETE."
+            )
+        state.auth.authorize(scope["headers"], QUERY)
+        status, body = 200, await protocol.resource(state, scope["method"], invocation.resource)
+    except GatewayError as exc:
+        status, body = exc.status_code, protocol.error_body(exc)
+        extra = exc.headers()
+        if extra:
+            headers = headers + [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+    except Exception:  # the process edge
+        logger.exception("unhandled error while serving %s", scope.get("path"))
+        error = internal_error()
+        status, body = error.status_code, protocol.error_body(error)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
         }
     )
     await send({"type": "http.response.body", "body": body})

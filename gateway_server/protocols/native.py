@@ -120,19 +120,21 @@ class NativeEvents:
     stream must end with the protocol's last event (``message_stop``, ``response.completed`` ...),
     else the client gets an error event instead of a silently truncated answer."""
 
-    __slots__ = ("_ended", "_error", "_ping", "_terminal")
+    __slots__ = ("_ended", "_error", "_ping", "_terminal", "final")
 
     def __init__(self, terminal: frozenset[str], error: Any, ping: bytes | None) -> None:
         self._terminal = terminal
         self._error = error
         self._ping = ping
         self._ended = False
+        self.final: str | None = None  # the data of the last event (the whole response, for Responses)
 
     def feed(self, batch: list[StreamEvent]) -> bytes:
         out = []
         for item in batch:
             if item.event in self._terminal:
                 self._ended = True
+                self.final = item.data
             if item.event:
                 out.append(b"event: " + item.event.encode() + b"\n")
             out.append(b"data: " + item.data.encode() + b"\n\n")

@@ -5,6 +5,7 @@ Endpoints (``prefix`` defaults to ``/v1``, so ``openai_api_base = fake.api_base`
     POST {prefix}/chat/completions     POST /openai/deployments/{deployment}/chat/completions?api-version=…
     POST {prefix}/completions          POST /openai/deployments/{deployment}/completions?api-version=…
     POST {prefix}/embeddings           POST /openai/deployments/{deployment}/embeddings?api-version=…
+    POST {prefix}/responses, GET and DELETE {prefix}/responses/{id}   (fake_openai_responses.py)
 
 Answers are deterministic and derived from the request, so tests can assert them:
 
@@ -106,6 +107,9 @@ class FakeOpenAI(FakeUpstream):
         self.created = created
         self.embedding_dimensions = embedding_dimensions
         self._ids = itertools.count(1)
+        from gateway_server.testing.fake_openai_responses import ResponsesEndpoint  # it imports this module
+
+        self.responses = ResponsesEndpoint(created)
         super().__init__(chunk_delay=chunk_delay, prefix=prefix)
 
     def routes(self) -> Iterator[Route]:
@@ -116,10 +120,14 @@ class FakeOpenAI(FakeUpstream):
         ):
             yield Route("POST", f"{self.prefix}/{kind}", handler)
             yield Route("POST", f"/openai/deployments/{{deployment}}/{kind}", handler)
+        yield Route("POST", f"{self.prefix}/responses", self.responses.create)
+        yield Route("GET", f"{self.prefix}/responses/{{id}}", self.responses.retrieve)
+        yield Route("DELETE", f"{self.prefix}/responses/{{id}}", self.responses.retrieve)
 
     def on_reset(self) -> None:
         """Restart ids at 1 and undo changes to ``api_key``, ``created``, ``embedding_dimensions``."""
         self._ids = itertools.count(1)
+        self.responses.reset()
         for name, value in self._settings.items():
             setattr(self, name, value)
 
