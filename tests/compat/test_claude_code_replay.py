@@ -21,7 +21,9 @@ from gateway_server.testing.fake_anthropic import FakeAnthropic
 
 pytestmark = pytest.mark.compat
 
-SESSION = json.loads((Path(__file__).parent / "data" / "claude_code_session.json").read_text(encoding="utf-8"))
+SESSION = json.loads(
+    (Path(__file__).parent / "data" / "claude_code_session.json").read_text(encoding="utf-8")
+)
 
 
 @pytest.fixture(scope="module", params=["openai", "anthropic"])
@@ -35,7 +37,10 @@ def setup(request: pytest.FixtureRequest) -> Iterator[tuple[str, Any, httpx.Clie
         config = parse_config(
             f"routes:\n  - {{name: coding, route_type: llm/v1/chat, aliases: [claude-sonnet-4-5], model: {model}}}\n"
         )
-        with serve_in_thread(create_app(config)) as server, httpx.Client(base_url=server.url, timeout=20) as client:
+        with (
+            serve_in_thread(create_app(config)) as server,
+            httpx.Client(base_url=server.url, timeout=20) as client,
+        ):
             yield request.param, fake, client
 
 
@@ -76,7 +81,9 @@ def test_claude_code_session_replays(setup: tuple[str, Any, httpx.Client]) -> No
     for step, call in enumerate(SESSION["calls"]):
         before = len(fake.requests)
         if call["kind"] == "count_tokens":
-            response = client.post("/v1/messages/count_tokens", json={"model": base["model"], **call["body"]}, headers=headers)
+            response = client.post(
+                "/v1/messages/count_tokens", json={"model": base["model"], **call["body"]}, headers=headers
+            )
             assert response.status_code == 200, response.text
             assert response.json()["input_tokens"] > 0
             # Anthropic counts upstream; other routes estimate without an upstream call.
@@ -114,7 +121,9 @@ def test_claude_code_session_replays(setup: tuple[str, Any, httpx.Client]) -> No
         if provider != "anthropic":  # translated: the real input count replaces the estimate
             assert final["usage"]["input_tokens"] > 0, f"{provider}: usage in message_delta"
         # (Anthropic's message_delta carries the output count only; the fakes count text tokens.)
-        assert final["usage"]["output_tokens"] > 0 or call["expect"] == "tool_use", f"{provider}: output usage"
+        assert final["usage"]["output_tokens"] > 0 or call["expect"] == "tool_use", (
+            f"{provider}: output usage"
+        )
         assert final["delta"]["stop_reason"] == call["expect"]
         content = _assemble(events)
         history.append({"role": "assistant", "content": content})
