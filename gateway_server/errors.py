@@ -10,6 +10,7 @@
     │   ├── AuthenticationError         401; no or wrong gateway key
     │   ├── PermissionDeniedError       403; the key lacks the scope
     │   ├── RouteNotFoundError          404; .name of the route
+    │   ├── ResponseNotFoundError       404; .response_id: a /v1/responses id not stored (or expired)
     │   ├── MethodNotAllowedError       405
     │   ├── RouteExistsError            409; .name of the route
     │   ├── ConfigNotPersistableError   409; a route change that could not be saved
@@ -58,6 +59,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "RateLimitError",
+    "ResponseNotFoundError",
     "RouteExistsError",
     "RouteNotFoundError",
     "SecretNotFoundError",
@@ -275,6 +277,22 @@ def _name_from(message: str, fields: Fields) -> str:
         match = _NAMED.search(message)
         name = match.group("name") if match else ""
     return name
+
+
+class ResponseNotFoundError(ClientRequestError):
+    status_code = 404
+    error_type = "response_not_found"
+
+    def __init__(self, response_id: str) -> None:
+        self.response_id = response_id
+        super().__init__(f"Response with id '{response_id}' not found (it was never stored, or it expired).")
+
+    def fields(self) -> Fields:
+        return {"response_id": self.response_id}
+
+    @classmethod
+    def from_fields(cls, message: str, fields: Fields) -> GatewayError:
+        return cls(_str(fields, "response_id") or "")
 
 
 class RouteNotFoundError(ClientRequestError):

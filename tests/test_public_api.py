@@ -28,6 +28,7 @@ PUBLIC_NAMES = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "RateLimitError",
+    "ResponseNotFoundError",
     "Route",
     "RouteExistsError",
     "RouteNotFoundError",

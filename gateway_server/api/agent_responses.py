@@ -23,10 +23,10 @@ import orjson
 
 from gateway_server.api.agent_messages import once
 from gateway_server.api.agent_stream import AgentCall, send_stream
-from gateway_server.errors import SharedStateUnavailableError
+from gateway_server.errors import ResponseNotFoundError, SharedStateUnavailableError
 from gateway_server.protocols import responses
 from gateway_server.protocols.native import NativeEvents, openai_native
-from gateway_server.protocols.response_store import ResponseNotFoundError, ResponseStore
+from gateway_server.protocols.response_store import ResponseStore
 from gateway_server.protocols.responses_stream import ResponsesStream
 from gateway_server.reliability import Target, call_with, open_stream_with
 from gateway_server.routes import RouteType

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from gateway_server.errors import GatewayError, InvalidRequestError, SharedStateUnavailableError
+from gateway_server.errors import InvalidRequestError, ResponseNotFoundError, SharedStateUnavailableError
 
 __all__ = ["MAX_ENTRIES", "MAX_ENTRY_BYTES", "TTL_SECONDS", "ResponseStore"]
 
@@ -33,15 +33,6 @@ MAX_ENTRY_BYTES = 4 * 1024 * 1024  # one conversation; a larger one is not store
 _PREFIX = "gatewayctl:responses:"
 
 logger = logging.getLogger("gateway_server.shared")
-
-
-class ResponseNotFoundError(GatewayError):
-    status_code = 404
-    error_type = "invalid_request_error"
-
-    def __init__(self, response_id: str) -> None:
-        super().__init__(f"Response with id '{response_id}' not found (it was never stored, or it expired).")
-        self.code = "response_not_found"
 
 
 class ResponseStore:

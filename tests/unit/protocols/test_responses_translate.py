@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from gateway_server.errors import InvalidRequestError
+from gateway_server.errors import InvalidRequestError, ResponseNotFoundError
 from gateway_server.protocols import responses
-from gateway_server.protocols.response_store import ResponseNotFoundError, ResponseStore
+from gateway_server.protocols.response_store import ResponseStore
 
 
 def test_items_to_chat() -> None:
