@@ -65,6 +65,38 @@ class V1EmbeddingsRequest(EmbeddingsRequest):
     model: str = Field(description="the gateway route to use")
 
 
+class MessagesRequest(_Doc):
+    """Anthropic's Messages API (docs/agents.md)."""
+
+    model: str = Field(description="a chat route or one of its aliases")
+    max_tokens: int = Field(ge=1)
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    system: str | list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: dict[str, Any] | None = None
+    temperature: float | None = Field(default=None, ge=0, le=1)
+    stream: bool | None = None
+
+
+class CountTokensRequest(_Doc):
+    model: str = Field(description="a chat route or one of its aliases")
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    system: str | list[dict[str, Any]] | None = None
+
+
+class ResponsesRequest(_Doc):
+    """OpenAI's Responses API (docs/agents.md)."""
+
+    model: str = Field(description="a chat route or one of its aliases")
+    input: str | list[dict[str, Any]]
+    instructions: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    previous_response_id: str | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    store: bool | None = None
+    stream: bool | None = None
+
+
 class ErrorBody(BaseModel):
     message: str
     type: str
@@ -92,6 +124,19 @@ _DOCS: list[tuple[str, str, type[BaseModel], str]] = [
         "",
     ),
     (paths.V1_EMBEDDINGS, "OpenAI-compatible embeddings; 'model' names the route", V1EmbeddingsRequest, ""),
+    (
+        paths.V1_MESSAGES,
+        "Anthropic Messages API on any chat route (Anthropic error shape)",
+        MessagesRequest,
+        "",
+    ),
+    (
+        paths.V1_MESSAGES_COUNT_TOKENS,
+        "Anthropic token count (an estimate off Anthropic routes)",
+        CountTokensRequest,
+        "",
+    ),
+    (paths.V1_RESPONSES, "OpenAI Responses API on any chat route", ResponsesRequest, ""),
 ]
 
 
@@ -147,6 +192,9 @@ def install_openapi(app: FastAPI) -> None:
             V1ChatRequest,
             V1CompletionsRequest,
             V1EmbeddingsRequest,
+            MessagesRequest,
+            CountTokensRequest,
+            ResponsesRequest,
             ErrorEnvelope,
             ErrorBody,
             Message,
@@ -161,6 +209,19 @@ def install_openapi(app: FastAPI) -> None:
                 [body] if not named else [ChatRequest, CompletionsRequest, EmbeddingsRequest]
             )
             schema["paths"][path] = {"post": _operation(summary, bodies, named)}
+        stored = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+        schema["paths"][paths.V1_RESPONSE_PREFIX + "{id}"] = {
+            method: {
+                "summary": summary,
+                "tags": ["invocations"],
+                "parameters": [stored],
+                "responses": {
+                    "200": {"description": "The stored response"},
+                    "404": {"description": "Not stored"},
+                },
+            }
+            for method, summary in (("get", "A stored response"), ("delete", "Delete a stored response"))
+        }
         app.openapi_schema = schema
         return schema
 
