@@ -3,15 +3,16 @@ collisions refused at load time and at run time; gateway keys in x-api-key."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from gateway_server.app import create_app
-from gateway_server.config import parse_config, parse_route
+from gateway_server.config import load_config, parse_config
 from gateway_server.errors import ConfigError, InvalidRequestError
-from gateway_server.registry import InMemoryRegistry
+from gateway_server.runtime import RouteTable
 from gateway_server.testing import serve_in_thread
 
 CONFIG = """
@@ -97,28 +98,26 @@ routes:
     assert "alias 'c' is the route's own name" in message
 
 
-def test_run_time_routes_cannot_take_a_used_name() -> None:
-    registry = InMemoryRegistry(parse_config(CONFIG).routes)
-    assert registry.resolve("gpt-5").name == "chat" and registry.resolve("chat").name == "chat"
-    assert registry.resolve("nope") is None and registry.get("gpt-5") is None
+def test_run_time_routes_cannot_take_a_used_name(tmp_config) -> None:
+    table = RouteTable(load_config(tmp_config(CONFIG)))
+    index = table.index
+    assert index.resolve("gpt-5").name == "chat" and index.resolve("chat").name == "chat"
+    assert index.resolve("nope") is None and index.get("gpt-5") is None
+
+    def create(body: dict) -> None:
+        asyncio.run(
+            table.create({"route_type": "llm/v1/chat", "model": {"provider": "fake", "name": "m"}, **body})
+        )
+
     with pytest.raises(
         InvalidRequestError, match="'gpt-5' of route 'new' is already an alias of route 'chat'"
     ):
-        registry.add(
-            parse_route(
-                {
-                    "name": "new",
-                    "route_type": "llm/v1/chat",
-                    "aliases": ["gpt-5"],
-                    "model": {"provider": "fake", "name": "m"},
-                }
-            )
-        )
-    with pytest.raises(Exception, match="gpt-5"):
-        registry.add(
-            parse_route(
-                {"name": "gpt-5", "route_type": "llm/v1/chat", "model": {"provider": "fake", "name": "m"}}
-            )
-        )
-    registry.remove("chat")
-    assert registry.resolve("gpt-5") is None  # the aliases go with their route
+        create({"name": "new", "aliases": ["gpt-5"]})
+    with pytest.raises(
+        InvalidRequestError, match="alias 'gpt-5' of route 'chat' is the name of another route"
+    ):
+        create({"name": "gpt-5"})
+    create({"name": "other", "aliases": ["claude-opus-4-1"]})
+    assert table.index.resolve("claude-opus-4-1").name == "other"
+    asyncio.run(table.delete("chat"))
+    assert table.index.resolve("gpt-5") is None  # the aliases go with their route
