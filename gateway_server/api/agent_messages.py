@@ -10,7 +10,7 @@ streams). So a route that falls back from Claude to another vendor serves both w
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from time import perf_counter
 from typing import Any
 
@@ -34,7 +34,7 @@ def _is_anthropic(target: Target) -> bool:
     return target.adapter.name == "anthropic" and not target.adapter.in_process
 
 
-async def once(chunks: list[dict[str, Any]]) -> AsyncIterator[list[dict[str, Any]]]:
+async def once(chunks: list[dict[str, Any]]) -> AsyncGenerator[list[dict[str, Any]], None]:
     yield chunks  # an in-process answer is ready at once: one batch
 
 
@@ -91,7 +91,7 @@ class MessagesProtocol:
         payload = translation.payload
         upstream, headers, timeout = call.state.upstream, call.scope["headers"], call.entry.plan.timeout
 
-        def opener(target: Target) -> AsyncIterator[Any]:
+        def opener(target: Target) -> AsyncGenerator[Any, None]:
             adapter = target.adapter
             if _is_anthropic(target):
                 return upstream.stream_batches(anthropic_native(adapter, headers), CHAT, payload, timeout)  # type: ignore[no-any-return]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from time import perf_counter
 from typing import Any
 
@@ -133,7 +133,7 @@ class ResponsesProtocol:
     async def _stream(self, call: AgentCall, conversation: _Conversation, store: ResponseStore) -> float:
         upstream, timeout, payload = call.state.upstream, call.entry.plan.timeout, conversation.payload
 
-        def opener(target: Target) -> AsyncIterator[Any]:
+        def opener(target: Target) -> AsyncGenerator[Any, None]:
             adapter = target.adapter
             if _is_openai(target):
                 return upstream.stream_batches(openai_native(adapter), CHAT, conversation.native(), timeout)  # type: ignore[no-any-return]

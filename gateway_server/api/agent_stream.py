@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, Protocol
@@ -110,7 +110,7 @@ async def send_stream(
     call: AgentCall,
     served: Target,
     first: Any,
-    batches: AsyncIterator[Any],
+    batches: AsyncGenerator[Any, None],
     translator: Translator,
     overhead: float,
 ) -> None:
@@ -150,6 +150,6 @@ async def send_stream(
         ending = translator.fail(internal_error())
     finally:
         live.stop()
-        await batches.aclose()  # type: ignore[attr-defined]
+        await batches.aclose()
     if not live.disconnected:
         await send({"type": "http.response.body", "body": ending, "more_body": False})

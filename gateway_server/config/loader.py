@@ -194,12 +194,12 @@ def _prevalidate_model(loc: tuple[Any, ...], block: Any, issues: Issues, scope: 
 
 
 def _alias_issues(raw_routes: list[Any], top: str) -> list[tuple[tuple[Any, ...], str]]:
-    routes = []
+    routes: list[tuple[str, list[str]]] = []
     for entry in raw_routes:
         name = entry.get("name") if isinstance(entry, dict) else None
         aliases = entry.get("aliases") if isinstance(entry, dict) else None
-        valid = isinstance(aliases, list) and all(isinstance(alias, str) for alias in aliases)
-        routes.append((name if isinstance(name, str) else "", aliases if valid else []))
+        listed = [alias for alias in aliases if isinstance(alias, str)] if isinstance(aliases, list) else []
+        routes.append((name if isinstance(name, str) else "", listed))
     return [
         ((top, index, "aliases", position), message) for index, position, message in alias_clashes(routes)
     ]

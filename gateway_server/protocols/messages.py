@@ -180,6 +180,7 @@ def _blocks(content: Any) -> list[Any]:
 
 def _image_part(block: dict[str, Any], field: str) -> dict[str, Any]:
     source = block.get("source") or {}
+    url: Any
     if source.get("type") == "base64":
         url = _DATA_URL.format(media=source.get("media_type"), data=source.get("data"))
     elif source.get("type") == "url":

@@ -64,7 +64,7 @@ class MessagesStream:
 
     def start(self) -> bytes:
         self.started = True
-        message = {
+        message: dict[str, Any] = {
             "id": self.id,
             "type": "message",
             "role": "assistant",
@@ -161,7 +161,12 @@ class MessagesStream:
         function = call.get("function") or {}
         index = self._tools.get(position)
         if index is None:
-            block = {"type": "tool_use", "id": call.get("id"), "name": function.get("name"), "input": {}}
+            block: dict[str, Any] = {
+                "type": "tool_use",
+                "id": call.get("id"),
+                "name": function.get("name"),
+                "input": {},
+            }
             index = self._tools[position] = self._open("tool", block, out)
         arguments = function.get("arguments")
         if arguments:

@@ -37,10 +37,6 @@ class NativeAdapter(Adapter):
         self.headers = headers
         self.error_event = error_event
 
-    @property  # type: ignore[override]
-    def name(self) -> str:  # the provider's own name in errors and breakers
-        return self.inner.name
-
     def build_request(self, route_type: RouteType, payload: dict[str, Any]) -> UpstreamRequest:
         body = {**payload, "model": self.model_name} if self.model_name else payload
         return UpstreamRequest(url=self.url, headers=self.headers, body=body)
@@ -101,18 +97,28 @@ def _caller_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return {name.decode("latin-1"): value.decode("latin-1") for name, value in headers if name in _FORWARDED}
 
 
+class _NativeAnthropic(NativeAdapter):
+    name = "anthropic"  # the provider's own name, in errors and logs
+    display_name = "Anthropic (native)"
+
+
+class _NativeOpenAI(NativeAdapter):
+    name = "openai"
+    display_name = "OpenAI (native)"
+
+
 def anthropic_native(
     inner: Any, scope_headers: list[tuple[bytes, bytes]], count_tokens: bool = False
 ) -> NativeAdapter:
     """``/v1/messages`` (or ``count_tokens``) to an Anthropic route's upstream."""
     url = inner.url + ("/count_tokens" if count_tokens else "")
-    return NativeAdapter(inner, url, {**inner.headers, **_caller_headers(scope_headers)}, "error")
+    return _NativeAnthropic(inner, url, {**inner.headers, **_caller_headers(scope_headers)}, "error")
 
 
 def openai_native(inner: Any) -> NativeAdapter:
     """``/v1/responses`` to an OpenAI route's upstream (``{base}/responses``)."""
     url = inner.urls[RouteType.CHAT].replace("/chat/completions", "/responses", 1)
-    return NativeAdapter(inner, url, inner.headers, "error")
+    return _NativeOpenAI(inner, url, inner.headers, "error")
 
 
 class NativeEvents:

@@ -154,7 +154,7 @@ class ResponsesStream:
         current = self._items[self._current] if self._current is not None else None
         if current is None or current["type"] != "message":
             item_id = f"msg_{self.base['id'][5:]}_{len(self._items)}"
-            item = {
+            item: dict[str, Any] = {
                 "type": "message",
                 "id": item_id,
                 "status": "in_progress",

@@ -74,7 +74,7 @@ class ResponsesEndpoint:
             part["text"] for item in output if item["type"] == "message" for part in item["content"]
         )
         prompt = sum(count_tokens(_text(item.get("content") or item.get("output") or "")) for item in items)
-        usage = {
+        usage: dict[str, Any] = {
             "input_tokens": prompt,
             "input_tokens_details": {"cached_tokens": 0},
             "output_tokens": count_tokens(text)
