@@ -40,6 +40,7 @@ from typing import Any
 
 import orjson
 
+from gateway_server.testing.fake_openai_responses import ResponsesEndpoint
 from gateway_server.testing.fake_upstreams import FakeUpstream, RecordedRequest, Reply, Route, Stream, sse
 
 __all__ = ["CREATED", "SYSTEM_FINGERPRINT", "FakeOpenAI", "count_tokens", "fake_embedding"]
@@ -107,9 +108,7 @@ class FakeOpenAI(FakeUpstream):
         self.created = created
         self.embedding_dimensions = embedding_dimensions
         self._ids = itertools.count(1)
-        from gateway_server.testing.fake_openai_responses import ResponsesEndpoint  # it imports this module
-
-        self.responses = ResponsesEndpoint(created)
+        self.responses = ResponsesEndpoint(created, _WORD.findall)
         super().__init__(chunk_delay=chunk_delay, prefix=prefix)
 
     def routes(self) -> Iterator[Route]:

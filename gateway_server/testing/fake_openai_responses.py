@@ -15,11 +15,11 @@ only as OpenAI names them, unknown ids are a 404.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from gateway_server.testing._fake_text import count_tokens, truncate, words
 from gateway_server.testing.fake_upstreams import RecordedRequest, Reply, Stream, sse
 
 __all__ = ["ResponsesEndpoint"]
@@ -38,7 +38,9 @@ def _text(content: Any) -> str:
 class ResponsesEndpoint:
     """State and handlers of the fake's Responses API (held by FakeOpenAI)."""
 
-    def __init__(self, created: int) -> None:
+    def __init__(self, created: int, words: Callable[[str], list[str]]) -> None:
+        # ``words`` is FakeOpenAI's tokenizer (a token is a word), handed over to keep imports one-way.
+        self.words = words
         self.created = created
         self.stored: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1)
@@ -73,12 +75,11 @@ class ResponsesEndpoint:
         text = "".join(
             part["text"] for item in output if item["type"] == "message" for part in item["content"]
         )
-        prompt = sum(count_tokens(_text(item.get("content") or item.get("output") or "")) for item in items)
+        prompt = sum(self._count(_text(item.get("content") or item.get("output") or "")) for item in items)
         usage: dict[str, Any] = {
             "input_tokens": prompt,
             "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": count_tokens(text)
-            + sum(1 for item in output if item["type"] == "function_call"),
+            "output_tokens": self._count(text) + sum(1 for item in output if item["type"] == "function_call"),
             "output_tokens_details": {"reasoning_tokens": 0},
         }
         usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
@@ -95,7 +96,7 @@ class ResponsesEndpoint:
         if body.get("store", True):
             self.stored[response_id] = {"input": items, "response": response}
         if body.get("stream"):
-            return Stream(_events(response))
+            return Stream(_events(response, self.words))
         return Reply(200, response)
 
     def retrieve(self, request: RecordedRequest) -> Reply:
@@ -124,12 +125,11 @@ class ResponsesEndpoint:
         said = (
             last.get("output") if last.get("type") == "function_call_output" else _text(last.get("content"))
         )
-        ending = truncate(
-            said if isinstance(said, str) else orjson.dumps(said).decode(),
-            None,
-            body.get("max_output_tokens"),
-        )
-        part = {"type": "output_text", "text": ending.text, "annotations": []}
+        pieces = self.words(said if isinstance(said, str) else orjson.dumps(said).decode())
+        limit = body.get("max_output_tokens")
+        cut = limit is not None and len(pieces) > limit
+        text = "".join(pieces[:limit]).rstrip() if cut else "".join(pieces)
+        part = {"type": "output_text", "text": text, "annotations": []}
         message = {
             "type": "message",
             "id": f"msg_fake{number:06d}",
@@ -137,10 +137,13 @@ class ResponsesEndpoint:
             "role": "assistant",
             "content": [part],
         }
-        return [message], "incomplete" if ending.reason == "length" else "completed"
+        return [message], "incomplete" if cut else "completed"
+
+    def _count(self, text: str) -> int:
+        return len(self.words(text))
 
 
-def _events(response: dict[str, Any]) -> list[bytes]:
+def _events(response: dict[str, Any], words: Callable[[str], list[str]]) -> list[bytes]:
     sequence = itertools.count()
     out: list[bytes] = []
 
