@@ -23,19 +23,16 @@ from gateway_server.protocols.messages_stream import PING, MessagesStream
 from gateway_server.protocols.native import NativeEvents, anthropic_native
 from gateway_server.reliability import Target, call_with, open_stream_with
 from gateway_server.routes import RouteType
+from gateway_server.upstream.clients import Upstreams
 
-__all__ = ["CountTokensProtocol", "MessagesProtocol", "once"]
+__all__ = ["CountTokensProtocol", "MessagesProtocol"]
 
 CHAT = RouteType.CHAT
 _TERMINAL = frozenset({"message_stop"})
 
 
 def _is_anthropic(target: Target) -> bool:
-    return target.adapter.name == "anthropic" and not target.adapter.in_process
-
-
-async def once(chunks: list[dict[str, Any]]) -> AsyncGenerator[list[dict[str, Any]], None]:
-    yield chunks  # an in-process answer is ready at once: one batch
+    return target.adapter.name == "anthropic"
 
 
 class _Translation:
@@ -66,18 +63,15 @@ class MessagesProtocol:
         translation = _Translation(payload)
         if payload.get("stream"):
             return await self._stream(call, translation)
-        upstream, headers, model = call.state.upstream, call.scope["headers"], call.model
+        upstreams: Upstreams = call.state.upstream
+        headers, model = call.scope["headers"], call.model
         fallback_id = uuid.uuid4().hex
 
         async def run(target: Target, remaining: float) -> dict[str, Any]:
-            adapter = target.adapter
+            adapter, upstream = target.adapter, upstreams.client(target.transport)
             if _is_anthropic(target):
-                return await upstream.call(anthropic_native(adapter, headers), CHAT, payload, remaining)  # type: ignore[no-any-return]
-            chat = translation.chat
-            if adapter.in_process:
-                result = adapter.respond(CHAT, chat)
-            else:
-                result = await upstream.call(adapter, CHAT, chat, remaining)
+                return await upstream.call(anthropic_native(adapter, headers), CHAT, payload, remaining)
+            result = await upstream.call(adapter, CHAT, translation.chat, remaining)
             return messages.message_from_chat(result, model, fallback_id)
 
         upstream_started = perf_counter()
@@ -89,19 +83,18 @@ class MessagesProtocol:
 
     async def _stream(self, call: AgentCall, translation: _Translation) -> float:
         payload = translation.payload
-        upstream, headers, timeout = call.state.upstream, call.scope["headers"], call.entry.plan.timeout
+        upstreams: Upstreams = call.state.upstream
+        headers, timeout = call.scope["headers"], call.entry.plan.timeout
 
         def opener(target: Target) -> AsyncGenerator[Any, None]:
-            adapter = target.adapter
+            adapter, upstream = target.adapter, upstreams.client(target.transport)
             if _is_anthropic(target):
-                return upstream.stream_batches(anthropic_native(adapter, headers), CHAT, payload, timeout)  # type: ignore[no-any-return]
-            if adapter.in_process:
-                return once(adapter.respond_stream(CHAT, translation.chat))
-            return upstream.stream_batches(adapter, CHAT, translation.chat, timeout)  # type: ignore[no-any-return]
+                return upstream.stream_batches(anthropic_native(adapter, headers), CHAT, payload, timeout)
+            return upstream.stream_batches(adapter, CHAT, translation.chat, timeout)
 
         upstream_started = perf_counter()
         served, first, batches = await open_stream_with(call.entry.plan, opener)
-        upstream_seconds = 0.0 if served.adapter.in_process else perf_counter() - upstream_started
+        upstream_seconds = perf_counter() - upstream_started
         translator: Any
         if _is_anthropic(served):
             translator = NativeEvents(_TERMINAL, MessagesStream.fail, PING)
@@ -125,12 +118,13 @@ class CountTokensProtocol:
             raise InvalidRequestError(
                 "messages: a non-empty list of {role, content} is required", param="messages"
             )
-        upstream, headers = call.state.upstream, call.scope["headers"]
+        upstreams: Upstreams = call.state.upstream
+        headers = call.scope["headers"]
 
         async def run(target: Target, remaining: float) -> dict[str, Any]:
             if _is_anthropic(target):
                 native = anthropic_native(target.adapter, headers, count_tokens=True)
-                return await upstream.call(native, CHAT, payload, remaining)  # type: ignore[no-any-return]
+                return await upstreams.client(target.transport).call(native, CHAT, payload, remaining)
             return {"input_tokens": messages.estimate_input_tokens(payload)}
 
         upstream_started = perf_counter()

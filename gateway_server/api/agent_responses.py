@@ -21,7 +21,6 @@ from typing import Any
 
 import orjson
 
-from gateway_server.api.agent_messages import once
 from gateway_server.api.agent_stream import AgentCall, send_stream
 from gateway_server.errors import ResponseNotFoundError, SharedStateUnavailableError
 from gateway_server.protocols import responses
@@ -30,6 +29,7 @@ from gateway_server.protocols.response_store import ResponseStore
 from gateway_server.protocols.responses_stream import ResponsesStream
 from gateway_server.reliability import Target, call_with, open_stream_with
 from gateway_server.routes import RouteType
+from gateway_server.upstream.clients import Upstreams
 
 __all__ = ["ResponsesProtocol", "response_store"]
 
@@ -48,8 +48,8 @@ def response_store(state: Any) -> ResponseStore:
 
 
 def _is_openai(target: Target) -> bool:
-    adapter = target.adapter
-    return adapter.name == "openai" and getattr(adapter, "sends_model", False)  # not Azure
+    adapter = target.adapter  # OpenAI itself, not Azure (whose deployments are named in the URL)
+    return adapter.name == "openai" and bool(getattr(getattr(adapter, "wire", None), "sends_model", False))
 
 
 def _as_input(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -107,19 +107,15 @@ class ResponsesProtocol:
         conversation = _Conversation(payload, earlier)
         if payload.get("stream"):
             return await self._stream(call, conversation, store)
-        upstream, model = call.state.upstream, call.model
+        upstreams: Upstreams = call.state.upstream
+        model = call.model
         response_id, created = f"resp_{uuid.uuid4().hex}", int(time.time())
 
         async def run(target: Target, remaining: float) -> dict[str, Any]:
-            adapter = target.adapter
+            adapter, upstream = target.adapter, upstreams.client(target.transport)
             if _is_openai(target):
-                return await upstream.call(openai_native(adapter), CHAT, conversation.native(), remaining)  # type: ignore[no-any-return]
-            chat = conversation.chat()
-            result = (
-                adapter.respond(CHAT, chat)
-                if adapter.in_process
-                else await upstream.call(adapter, CHAT, chat, remaining)
-            )
+                return await upstream.call(openai_native(adapter), CHAT, conversation.native(), remaining)
+            result = await upstream.call(adapter, CHAT, conversation.chat(), remaining)
             return responses.response_from_chat(result, payload, response_id, model, created)
 
         upstream_started = perf_counter()
@@ -131,20 +127,18 @@ class ResponsesProtocol:
         return orjson.dumps(answer), served, upstream_seconds
 
     async def _stream(self, call: AgentCall, conversation: _Conversation, store: ResponseStore) -> float:
-        upstream, timeout, payload = call.state.upstream, call.entry.plan.timeout, conversation.payload
+        upstreams: Upstreams = call.state.upstream
+        timeout, payload = call.entry.plan.timeout, conversation.payload
 
         def opener(target: Target) -> AsyncGenerator[Any, None]:
-            adapter = target.adapter
+            adapter, upstream = target.adapter, upstreams.client(target.transport)
             if _is_openai(target):
-                return upstream.stream_batches(openai_native(adapter), CHAT, conversation.native(), timeout)  # type: ignore[no-any-return]
-            chat = conversation.chat()
-            if adapter.in_process:
-                return once(adapter.respond_stream(CHAT, chat))
-            return upstream.stream_batches(adapter, CHAT, chat, timeout)  # type: ignore[no-any-return]
+                return upstream.stream_batches(openai_native(adapter), CHAT, conversation.native(), timeout)
+            return upstream.stream_batches(adapter, CHAT, conversation.chat(), timeout)
 
         upstream_started = perf_counter()
         served, first, batches = await open_stream_with(call.entry.plan, opener)
-        upstream_seconds = 0.0 if served.adapter.in_process else perf_counter() - upstream_started
+        upstream_seconds = perf_counter() - upstream_started
         translator: Any
         if _is_openai(served):
             translator = NativeEvents(_TERMINAL, _native_failure, None)

@@ -33,6 +33,7 @@ class NativeAdapter(Adapter):
     def __init__(self, inner: Adapter, url: str, headers: dict[str, str], error_event: str) -> None:
         super().__init__(inner.config, inner.model_name)
         self.inner = inner
+        self.origin = inner.origin  # the same upstream (breaker key, transport)
         self.url = url
         self.headers = headers
         self.error_event = error_event
@@ -117,8 +118,9 @@ def anthropic_native(
 
 def openai_native(inner: Any) -> NativeAdapter:
     """``/v1/responses`` to an OpenAI route's upstream (``{base}/responses``)."""
-    url = inner.urls[RouteType.CHAT].replace("/chat/completions", "/responses", 1)
-    return _NativeOpenAI(inner, url, inner.headers, "error")
+    wire = inner.wire
+    url = wire.urls[RouteType.CHAT].replace("/chat/completions", "/responses", 1)
+    return _NativeOpenAI(inner, url, dict(wire.headers), "error")
 
 
 class NativeEvents:
