@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from gateway_server.api.agent_stream import AgentCall, send_stream
+from gateway_server.api.agent_stream import AgentCall, Counted, charge, native_usage, send_stream
 from gateway_server.errors import InvalidRequestError
 from gateway_server.protocols import messages
 from gateway_server.protocols.messages_stream import PING, MessagesStream
@@ -24,6 +24,7 @@ from gateway_server.protocols.native import NativeEvents, anthropic_native
 from gateway_server.reliability import Target, call_with, open_stream_with
 from gateway_server.routes import RouteType
 from gateway_server.upstream.clients import Upstreams
+from gateway_server.usage import Usage, usage_of
 
 __all__ = ["CountTokensProtocol", "MessagesProtocol"]
 
@@ -67,18 +68,20 @@ class MessagesProtocol:
         headers, model = call.scope["headers"], call.model
         fallback_id = uuid.uuid4().hex
 
-        async def run(target: Target, remaining: float) -> dict[str, Any]:
+        async def run(target: Target, remaining: float) -> tuple[dict[str, Any], Usage]:
             adapter, upstream = target.adapter, upstreams.client(target.transport)
             if _is_anthropic(target):
-                return await upstream.call(anthropic_native(adapter, headers), CHAT, payload, remaining)
+                body = await upstream.call(anthropic_native(adapter, headers), CHAT, payload, remaining)
+                return body, native_usage(body.get("usage"), messages.estimate_input_tokens(payload))
             result = await upstream.call(adapter, CHAT, translation.chat, remaining)
-            return messages.message_from_chat(result, model, fallback_id)
+            return messages.message_from_chat(result, model, fallback_id), usage_of(result, translation.chat)
 
         upstream_started = perf_counter()
         try:
-            message, served = await call_with(call.entry.plan, run)
+            (message, used), served = await call_with(call.entry.plan, run)
         finally:
             upstream_seconds = perf_counter() - upstream_started
+        await charge(call, served, used)  # limits, budgets and the usage table (governor.py)
         return orjson.dumps(message), served, upstream_seconds
 
     async def _stream(self, call: AgentCall, translation: _Translation) -> float:
@@ -96,13 +99,21 @@ class MessagesProtocol:
         served, first, batches = await open_stream_with(call.entry.plan, opener)
         upstream_seconds = perf_counter() - upstream_started
         translator: Any
+        estimate = messages.estimate_input_tokens(payload)
         if _is_anthropic(served):
-            translator = NativeEvents(_TERMINAL, MessagesStream.fail, PING)
+            native = translator = NativeEvents(_TERMINAL, MessagesStream.fail, PING)
+
+            def used() -> Usage:
+                return native_usage(native.usage, estimate)
+
         else:
-            estimate = messages.estimate_input_tokens(payload)
-            translator = MessagesStream(f"msg_{uuid.uuid4().hex}", call.model, estimate)
+            counted = translator = Counted(MessagesStream(f"msg_{uuid.uuid4().hex}", call.model, estimate))
+
+            def used() -> Usage:
+                return counted.tally.result(translation.chat)
+
         overhead = perf_counter() - call.started - upstream_seconds
-        await send_stream(call, served, first, batches, translator, overhead)
+        await send_stream(call, served, first, batches, translator, overhead, used)
         return overhead
 
 
@@ -129,4 +140,5 @@ class CountTokensProtocol:
 
         upstream_started = perf_counter()
         result, served = await call_with(call.entry.plan, run)
+        await charge(call, served, Usage())  # counting generates nothing: a call, no tokens
         return orjson.dumps(result), served, perf_counter() - upstream_started

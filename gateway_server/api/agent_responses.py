@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from gateway_server.api.agent_stream import AgentCall, send_stream
+from gateway_server.api.agent_stream import AgentCall, Counted, charge, native_usage, send_stream
 from gateway_server.errors import ResponseNotFoundError, SharedStateUnavailableError
 from gateway_server.protocols import responses
 from gateway_server.protocols.native import NativeEvents, openai_native
@@ -30,6 +30,7 @@ from gateway_server.protocols.responses_stream import ResponsesStream
 from gateway_server.reliability import Target, call_with, open_stream_with
 from gateway_server.routes import RouteType
 from gateway_server.upstream.clients import Upstreams
+from gateway_server.usage import Usage, estimate_prompt_tokens, usage_of
 
 __all__ = ["ResponsesProtocol", "response_store"]
 
@@ -111,18 +112,23 @@ class ResponsesProtocol:
         model = call.model
         response_id, created = f"resp_{uuid.uuid4().hex}", int(time.time())
 
-        async def run(target: Target, remaining: float) -> dict[str, Any]:
+        async def run(target: Target, remaining: float) -> tuple[dict[str, Any], Usage]:
             adapter, upstream = target.adapter, upstreams.client(target.transport)
             if _is_openai(target):
-                return await upstream.call(openai_native(adapter), CHAT, conversation.native(), remaining)
-            result = await upstream.call(adapter, CHAT, conversation.chat(), remaining)
-            return responses.response_from_chat(result, payload, response_id, model, created)
+                body = await upstream.call(openai_native(adapter), CHAT, conversation.native(), remaining)
+                return body, native_usage(body.get("usage"), estimate_prompt_tokens(payload))
+            chat = conversation.chat()
+            result = await upstream.call(adapter, CHAT, chat, remaining)
+            return responses.response_from_chat(result, payload, response_id, model, created), usage_of(
+                result, chat
+            )
 
         upstream_started = perf_counter()
         try:
-            answer, served = await call_with(call.entry.plan, run)
+            (answer, used), served = await call_with(call.entry.plan, run)
         finally:
             upstream_seconds = perf_counter() - upstream_started
+        await charge(call, served, used)  # limits, budgets and the usage table (governor.py)
         await _keep(store, payload, answer, conversation)
         return orjson.dumps(answer), served, upstream_seconds
 
@@ -140,13 +146,23 @@ class ResponsesProtocol:
         served, first, batches = await open_stream_with(call.entry.plan, opener)
         upstream_seconds = perf_counter() - upstream_started
         translator: Any
+        estimate = estimate_prompt_tokens(payload)
+        native: NativeEvents | None = None
+        machine: ResponsesStream | None = None
         if _is_openai(served):
-            translator = NativeEvents(_TERMINAL, _native_failure, None)
+            native = translator = NativeEvents(_TERMINAL, _native_failure, None)
         else:
-            translator = ResponsesStream(payload, f"resp_{uuid.uuid4().hex}", call.model, int(time.time()))
+            machine = ResponsesStream(payload, f"resp_{uuid.uuid4().hex}", call.model, int(time.time()))
+            translator = Counted(machine)
+
+        def used() -> Usage:
+            if native is not None:
+                return native_usage(native.usage, estimate)
+            return translator.tally.result(conversation.chat())  # type: ignore[no-any-return]
+
         overhead = perf_counter() - call.started - upstream_seconds
-        await send_stream(call, served, first, batches, translator, overhead)
-        final = translator.response if isinstance(translator, ResponsesStream) else _final_of(translator)
+        await send_stream(call, served, first, batches, translator, overhead, used)
+        final = machine.response if machine is not None else _final_of(native)  # type: ignore[arg-type]
         if final is not None:
             await _keep(store, payload, final, conversation)
         return overhead

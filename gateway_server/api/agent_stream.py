@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, Protocol
@@ -28,9 +28,9 @@ from gateway_server.api.streaming import MODEL_HEADER, SSE_HEADERS
 from gateway_server.errors import GatewayError
 from gateway_server.registry import RouteEntry
 from gateway_server.reliability import Target
-from gateway_server.usage import Usage
+from gateway_server.usage import StreamUsage, Usage
 
-__all__ = ["PING_INTERVAL", "AgentCall", "Translator", "charge", "send_stream"]
+__all__ = ["PING_INTERVAL", "AgentCall", "Counted", "Translator", "charge", "native_usage", "send_stream"]
 
 logger = logging.getLogger("gateway_server")
 
@@ -60,8 +60,50 @@ class AgentCall:
     receive: Any
     send: Any
     started: float
-    extra_headers: list[tuple[bytes, bytes]]
     account: tuple[str | None, Any] = (None, None)  # (gateway key name, admission ticket): who pays
+
+    @property
+    def extra_headers(self) -> list[tuple[bytes, bytes]]:
+        """The admission's headers (rate-limit state), sent with the stream's head."""
+        ticket = self.account[1]
+        return list(ticket.headers) if ticket is not None else []
+
+
+def native_usage(counts: Any, estimate: int) -> Usage:
+    """What a passed-through answer used, from its own usage (Anthropic's or the Responses API's:
+    ``input_tokens`` plus Anthropic's cached prompt tokens, ``output_tokens``); ``estimate`` prompt
+    tokens when it reported none."""
+    if not isinstance(counts, dict) or counts.get("input_tokens") is None:
+        return Usage(estimate, 0, True)
+    prompt = sum(
+        counts.get(key) or 0
+        for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    )
+    return Usage(prompt, counts.get("output_tokens") or 0)
+
+
+class Counted:
+    """A translator of internal chat chunks whose chunks are also tallied (``usage.StreamUsage``)."""
+
+    __slots__ = ("inner", "tally")
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.tally = StreamUsage()
+
+    def feed(self, batch: list[dict[str, Any]]) -> bytes:
+        for chunk in batch:
+            self.tally(chunk)
+        return self.inner.feed(batch)  # type: ignore[no-any-return]
+
+    def finish(self) -> bytes:
+        return self.inner.finish()  # type: ignore[no-any-return]
+
+    def fail(self, exc: GatewayError) -> bytes:
+        return self.inner.fail(exc)  # type: ignore[no-any-return]
+
+    def ping(self) -> bytes | None:
+        return self.inner.ping()  # type: ignore[no-any-return]
 
 
 async def charge(call: AgentCall, served: Target, used: Usage) -> None:
@@ -113,8 +155,10 @@ async def send_stream(
     batches: AsyncGenerator[Any, None],
     translator: Translator,
     overhead: float,
+    used: Callable[[], Usage],
 ) -> None:
-    """Send the response head, then every batch through ``translator`` until the stream ends."""
+    """Send the response head, then every batch through ``translator`` until the stream ends;
+    then charge ``used()`` (finished, failed or abandoned: what went out is charged)."""
     send = call.send
     await send(
         {
@@ -151,5 +195,6 @@ async def send_stream(
     finally:
         live.stop()
         await batches.aclose()
+        await charge(call, served, used())
     if not live.disconnected:
         await send({"type": "http.response.body", "body": ending, "more_body": False})

@@ -195,7 +195,7 @@ async def _charge(
         await governor.settle(ticket, used, served.price)
 
 
-async def handle_invocation(
+async def handle_invocation(  # noqa: C901 - one flat function per request is the hot path's design
     state: Any, invocation: Invocation, scope: dict[str, Any], receive: Any, send: Any
 ) -> None:
     started = perf_counter()
@@ -224,10 +224,8 @@ async def handle_invocation(
             headers = headers + ticket.headers
         route_type = entry.route_type
         if protocol is not None:  # /v1/messages, /v1/responses: the protocol validates and answers
-            limit_headers = list(ticket.headers) if ticket is not None else []
-            account = (key_name, ticket)
             call = AgentCall(
-                state, entry, payload, str(model), scope, receive, send, started, limit_headers, account
+                state, entry, payload, str(model), scope, receive, send, started, (key_name, ticket)
             )
             answer = await protocol.invoke(call)
             ticket = None  # the protocol charged what its answer used (agent_stream.charge)

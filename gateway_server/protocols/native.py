@@ -25,6 +25,10 @@ from gateway_server.routes import RouteType
 __all__ = ["NativeAdapter", "NativeEvents", "anthropic_native", "openai_native"]
 
 _FORWARDED = (b"anthropic-version", b"anthropic-beta")
+# Events that carry the upstream's usage: Anthropic's start and delta, the Responses API's last one.
+_USAGE_EVENTS = frozenset(
+    {"message_start", "message_delta", "response.completed", "response.incomplete", "response.failed"}
+)
 
 
 class NativeAdapter(Adapter):
@@ -128,7 +132,7 @@ class NativeEvents:
     stream must end with the protocol's last event (``message_stop``, ``response.completed`` ...),
     else the client gets an error event instead of a silently truncated answer."""
 
-    __slots__ = ("_ended", "_error", "_ping", "_terminal", "final")
+    __slots__ = ("_ended", "_error", "_ping", "_terminal", "final", "usage")
 
     def __init__(self, terminal: frozenset[str], error: Any, ping: bytes | None) -> None:
         self._terminal = terminal
@@ -136,10 +140,13 @@ class NativeEvents:
         self._ping = ping
         self._ended = False
         self.final: str | None = None  # the data of the last event (the whole response, for Responses)
+        self.usage: dict[str, Any] = {}  # the upstream's own counts, as its events report them
 
     def feed(self, batch: list[StreamEvent]) -> bytes:
         out = []
         for item in batch:
+            if item.event in _USAGE_EVENTS:
+                self._count(item)
             if item.event in self._terminal:
                 self._ended = True
                 self.final = item.data
@@ -147,6 +154,16 @@ class NativeEvents:
                 out.append(b"event: " + item.event.encode() + b"\n")
             out.append(b"data: " + item.data.encode() + b"\n\n")
         return b"".join(out)
+
+    def _count(self, item: StreamEvent) -> None:
+        try:
+            data = orjson.loads(item.data)
+        except orjson.JSONDecodeError:
+            return
+        holder = data.get("message") or data.get("response") or data  # start / completed / delta
+        counts = holder.get("usage") if isinstance(holder, dict) else None
+        if isinstance(counts, dict):
+            self.usage.update({key: value for key, value in counts.items() if value is not None})
 
     def finish(self) -> bytes:
         if self._ended:

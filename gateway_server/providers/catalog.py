@@ -164,45 +164,17 @@ CATALOG: tuple[ProviderSpec, ...] = (
         sample="{provider: mlflow-model-serving, name: m, config: {model_server_url: '{url}'}}",
     ),
     _compatible("vllm", "vLLM", "http://localhost:8000/v1", _ALL, model="meta-llama/Llama-3.1-8B-Instruct"),
-    _compatible(
-        "ollama", "Ollama", "http://localhost:11434/v1", _ALL, auth="bearer api_key (default 'ollama')"
-    ),
+    _compatible("ollama", "Ollama", "http://localhost:11434/v1", _ALL, auth="bearer api_key (default 'ollama')"),
     _compatible("llamacpp", "llama.cpp server", "http://localhost:8080/v1", _ALL),
     _compatible("lmstudio", "LM Studio", "http://localhost:1234/v1", _ALL),
     _compatible(
-        "togetherai",
-        "Together AI",
-        "https://api.together.xyz/v1",
-        _ALL,
-        auth=_HOSTED,
-        config="TogetherAIConfig",
+        "togetherai", "Together AI", "https://api.together.xyz/v1", _ALL, auth=_HOSTED, config="TogetherAIConfig"
     ),
+    _compatible("groq", "Groq", "https://api.groq.com/openai/v1", _CHAT, auth=_HOSTED, config="HostedOpenAICompatibleConfig"),
+    _compatible("deepseek", "DeepSeek", "https://api.deepseek.com/v1", _CHAT, auth=_HOSTED, config="HostedOpenAICompatibleConfig"),
+    _compatible("xai", "xAI", "https://api.x.ai/v1", _CHAT, auth=_HOSTED, config="HostedOpenAICompatibleConfig"),
     _compatible(
-        "groq",
-        "Groq",
-        "https://api.groq.com/openai/v1",
-        _CHAT,
-        auth=_HOSTED,
-        config="HostedOpenAICompatibleConfig",
-    ),
-    _compatible(
-        "deepseek",
-        "DeepSeek",
-        "https://api.deepseek.com/v1",
-        _CHAT,
-        auth=_HOSTED,
-        config="HostedOpenAICompatibleConfig",
-    ),
-    _compatible(
-        "xai", "xAI", "https://api.x.ai/v1", _CHAT, auth=_HOSTED, config="HostedOpenAICompatibleConfig"
-    ),
-    _compatible(
-        "openrouter",
-        "OpenRouter",
-        "https://openrouter.ai/api/v1",
-        _GENERATING,
-        auth=_HOSTED,
-        config="HostedOpenAICompatibleConfig",
+        "openrouter", "OpenRouter", "https://openrouter.ai/api/v1", _GENERATING, auth=_HOSTED, config="HostedOpenAICompatibleConfig"
     ),
     ProviderSpec(
         key="anthropic",

@@ -89,9 +89,7 @@ def answer(route_type: RouteType, request: dict[str, Any], config: FakeConfig) -
         messages = request["messages"]
         last = next((m for m in reversed(messages) if m.get("role") == "user"), messages[-1])
         prompt_text = " ".join(_message_text(m.get("content")) for m in messages)
-        reply, finish = _truncate(
-            f"{config.reply_prefix} {_message_text(last.get('content'))}", request.get("max_tokens")
-        )
+        reply, finish = _truncate(f"{config.reply_prefix} {_message_text(last.get('content'))}", request.get("max_tokens"))
         choices = [
             {"index": i, "message": {"role": "assistant", "content": reply}, "finish_reason": finish}
             for i in range(n)
@@ -138,8 +136,7 @@ def answer_stream(route_type: RouteType, request: dict[str, Any], config: FakeCo
         else:
             words = choice["text"].split(" ")
             chunks.extend(
-                completions_chunk(model, index=index, text=w if i == 0 else f" {w}")
-                for i, w in enumerate(words)
+                completions_chunk(model, index=index, text=w if i == 0 else f" {w}") for i, w in enumerate(words)
             )
             chunks.append(completions_chunk(model, index=index, finish_reason=choice["finish_reason"]))
     chunks[-1]["usage"] = whole["usage"]

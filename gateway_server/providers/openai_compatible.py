@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 
+
 class OpenAICompatibleConfig(ProviderConfig):
     """A local server's config: the key is optional."""
 
@@ -86,9 +87,7 @@ class OpenAICompatibleAdapter(OpenAIWireAdapter):
     def openai_wire(self) -> OpenAIWire:
         config = self.config
         key = config.key() or self.default_api_key
-        return OpenAIWire.at(
-            config.api_base or self.default_api_base, {"Authorization": f"Bearer {key}"} if key else {}
-        )
+        return OpenAIWire.at(config.api_base or self.default_api_base, {"Authorization": f"Bearer {key}"} if key else {})
 
 
 def _preset(

@@ -124,12 +124,7 @@ class FakeMistral(FakeUpstream):
                 "function": {"name": name, "arguments": orjson.dumps({"text": text}).decode()},
                 "index": 0,
             }
-            message: dict[str, Any] = {
-                "role": "assistant",
-                "content": "",
-                "tool_calls": [call],
-                "prefix": False,
-            }
+            message: dict[str, Any] = {"role": "assistant", "content": "", "tool_calls": [call], "prefix": False}
             finish, output = "tool_calls", 1
         else:
             ending = truncate(text, _stops(body.get("stop")), body.get("max_tokens"))

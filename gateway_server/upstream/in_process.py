@@ -27,9 +27,7 @@ from gateway_server.upstream.transport import ConnectError, ConnectionBroken, He
 
 __all__ = ["FAKE_ORIGIN", "InProcessTransport", "fake_upstream"]
 
-ASGIApp = Callable[
-    [dict[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]
-]
+ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
 
 _PATHS = {
     "/v1/chat/completions": RouteType.CHAT,
@@ -175,8 +173,7 @@ class _Response:
             raise ConnectionBroken("the in-process upstream ended without an answer")
         self.status = int(message["status"])
         self.headers = Headers(
-            (name.decode("latin-1").lower(), value.decode("latin-1"))
-            for name, value in message.get("headers", [])
+            (name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in message.get("headers", [])
         )
 
     async def read(self) -> bytes:

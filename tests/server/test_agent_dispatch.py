@@ -97,3 +97,40 @@ def test_metrics_count_the_agent_paths(setup: tuple[FakeOpenAI, FakeAnthropic, h
         if line.startswith("gateway_requests_total") and 'route="agent"' in line
     ]
     assert lines and sum(float(line.rsplit(" ", 1)[1]) for line in lines) >= 2
+
+
+def test_governance_charges_every_agent_path() -> None:
+    """Usage and budgets cover /v1/messages and /v1/responses, whole and streamed, passed through
+    (Anthropic, OpenAI) and translated: each call is recorded with the tokens its answer used."""
+    with FakeOpenAI().serve() as o, FakeAnthropic().serve() as a:
+        config = parse_config(
+            f"""
+routes:
+  - name: gpt
+    route_type: llm/v1/chat
+    model: {{provider: openai, name: gpt-4.1, config: {{openai_api_key: k, openai_api_base: '{o.api_base}'}}}}
+  - name: claude
+    route_type: llm/v1/chat
+    model: {{provider: anthropic, name: claude-x, config: {{anthropic_api_key: k, anthropic_api_base: '{a.api_base}'}}}}
+auth:
+  keys:
+    - {{name: agent, key: k1, scopes: [query, admin], budget: {{tokens: 100000, period: day}}}}
+"""
+        )
+        with (
+            serve_in_thread(create_app(config)) as server,
+            httpx.Client(base_url=server.url, headers={"x-api-key": "k1"}, timeout=20) as client,
+        ):
+            for route in ("gpt", "claude"):
+                for stream in (False, True):
+                    body = {**HELLO, "model": route, "stream": stream}
+                    assert client.post("/v1/messages", json=body).status_code == 200
+                    body = {"model": route, "input": "hello there", "stream": stream}
+                    assert client.post("/v1/responses", json=body).status_code == 200
+            usage = client.get("/api/2.0/gateway/usage", params={"by": "route"}).json()["usage"]
+            keys = client.get("/api/2.0/gateway/keys").json()["keys"]
+    rows = {row["route"]: row for row in usage}
+    for route in ("gpt", "claude"):
+        assert rows[route]["requests"] == 4
+        assert rows[route]["prompt_tokens"] > 0 and rows[route]["completion_tokens"] > 0
+    assert keys[0]["spent"] == sum(row["total_tokens"] for row in usage)
