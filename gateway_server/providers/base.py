@@ -141,6 +141,7 @@ class Adapter:
             cls.route_types = spec.route_types
             cls.streaming_route_types = spec.streaming_route_types
             cls.error_statuses = spec.error_statuses
+
     # The exact upstream this adapter calls (``origin_of`` its base URL), set by each adapter's
     # ``__init__``: with the model name it keys the circuit breaker (breaker.upstream_key).
     origin: str = ""
