@@ -130,6 +130,12 @@ _gatewayctl_serve() {
         '--check[Validate the config and exit without serving]' \
         '--access-log[Log one line per request (off by default: it costs CPU on every call)]' \
         '--forwarded-allow-ips[Comma-separated proxy addresses or networks whose X-Forwarded-For/-...]:value:_files' \
+        '--max-header-bytes[Largest request line plus headers, in bytes (431 beyond)]:value:_files' \
+        '--max-headers[Most header lines in one request (431 beyond)]:value:_files' \
+        '--header-timeout[Seconds a caller has to send a request'\''s headers]:value:_files' \
+        '--body-timeout[Seconds a request body may take to arrive (408 beyond)]:value:_files' \
+        '--keep-alive-timeout[Seconds an idle kept-alive connection stays open]:value:_files' \
+        '--limit-concurrency[Most connections and requests in flight per process (503 beyond)]:value:_files' \
         '--help[Show this message and exit]' \
         ':Config file (YAML):_files'
 }

@@ -20,6 +20,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from gateway_server.api import paths
+from gateway_server.api.body_guard import guard
 from gateway_server.api.invocations import handle_invocation, handle_resource, match_invocation
 from gateway_server.app_state import GatewayState
 from gateway_server.auth import ALLOW_UNAUTHENTICATED_ADMIN_ENV
@@ -86,6 +87,10 @@ class GatewayApp:
                 if path == paths.METRICS:
                     await _send_metrics(self.state, send)
                     return
+            guarded = await guard(self.state, scope, receive, send)  # key and body cap before FastAPI
+            if guarded is None:
+                return
+            receive = guarded
         elif kind == "lifespan":
             await self._lifespan(receive, send)
             return

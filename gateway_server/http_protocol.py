@@ -1,4 +1,4 @@
-"""uvicorn's httptools protocol, with the writes of one loop turn sent as one.
+"""uvicorn's httptools protocol, with the writes of one loop turn sent as one, and bounds on callers.
 
 uvicorn writes a response's status line and headers when the app sends ``http.response.start``,
 and the body when it sends ``http.response.body``: two ``send`` system calls (and two TCP
@@ -10,6 +10,14 @@ longer than the current turn, and ``close`` flushes first.
 Measured with ``python -m bench.ab`` (docs/performance.md): one ``send`` a request fewer.
 The wrapper relies only on the transport interface uvicorn uses; ``tests/server/test_http_protocol.py``
 checks the wire bytes of plain, streamed, keep-alive and closing answers through a real server.
+
+The same subclass bounds what one caller can hold (``server_limits.ServerLimits``, options of
+``gatewayctl serve``): the size and count of request headers (431), the time to send the headers
+(then the connection closes) and the body (408), and the connections and requests in flight (503).
+uvicorn's httptools protocol has none of the first three: httptools buffers a header line whole, however
+long, and a connection that sends nothing is held forever. The checks cost nothing per request in
+the common case, where a request's head (and small body) arrives in one read: the deadline timers
+are armed only when a read ends in the middle of a request.
 """
 
 from __future__ import annotations
@@ -17,7 +25,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import orjson
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from gateway_server.errors import GatewayError, InvalidRequestError
+from gateway_server.server_limits import ServerLimits
 
 __all__ = ["CoalescingHttpToolsProtocol"]
 
@@ -74,8 +86,158 @@ class _CoalescingTransport:
         return getattr(self._transport, name)
 
 
+class _HeadTooLarge(Exception):
+    """Raised inside a parser callback to stop parsing a request whose head is over the limit."""
+
+
+def _error_response(error: GatewayError) -> bytes:
+    """A whole closing HTTP response carrying ``error``'s envelope (written without the ASGI app)."""
+    body = orjson.dumps(error.to_payload())
+    head = [STATUS_LINE[error.status_code]]
+    for name, value in error.headers().items():
+        head.append(f"{name.lower()}: {value}\r\n".encode("latin-1"))
+    head.append(
+        b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+    )
+    return b"".join(head) + body
+
+
+async def _overloaded(scope: Any, receive: Any, send: Any) -> None:
+    """The ASGI answer to a request beyond the concurrency cap (uvicorn's own is plain text)."""
+    error = GatewayError("The gateway is at its concurrency limit; retry shortly.", status_code=503)
+    error.retry_after = 1
+    body = orjson.dumps(error.to_payload())
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", b"1"),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """Pass as uvicorn's ``http=``; everything but the transport's ``write`` is uvicorn's own."""
+    """Pass as uvicorn's ``http=``; everything but the transport's ``write`` and the caller bounds
+    (``ServerLimits``, from ``config.gateway_limits``) is uvicorn's own."""
+
+    def __init__(self, config: Any, server_state: Any, app_state: Any, _loop: Any = None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        limits: ServerLimits = getattr(config, "gateway_limits", None) or ServerLimits()
+        self._max_header_bytes = limits.max_header_bytes
+        self._max_headers = limits.max_headers
+        self._header_timeout = limits.header_timeout
+        self._body_timeout = limits.body_timeout
+        self.timeout_keep_alive = limits.keep_alive_timeout  # type: ignore[assignment]
+        self._concurrency = limits.concurrency()
+        self.limit_concurrency = None  # uvicorn's check answers plain text; ours, the envelope
+        self._head_bytes = 0  # bytes read since the current request's head began
+        self._header_count = 0
+        self._reading_head = True  # False from the end of a request's headers to the end of its body
+        self._head_error: GatewayError | None = None
+        self._deadline: asyncio.TimerHandle | None = None  # the header or body timer, when armed
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(_CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+        if len(self.connections) > self._concurrency:  # ``connections`` includes this one
+            error = GatewayError("The gateway is at its connection limit; retry shortly.", status_code=503)
+            error.retry_after = 1
+            self.transport.write(_error_response(error))
+            self.transport.close()
+            return
+        # A connection that never sends a whole head (or nothing at all) is closed after the timeout.
+        self._deadline = self.loop.call_later(self._header_timeout, self._head_timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_deadline()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._reading_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self.parser is None or self.transport.is_closing():
+            return
+        if self._reading_head:
+            if self._head_bytes > self._max_header_bytes:
+                self._head_error = _head_too_large(self._max_header_bytes)
+                self.send_400_response("")
+            elif self._head_bytes and self._deadline is None:
+                self._deadline = self.loop.call_later(self._header_timeout, self._head_timed_out)
+        elif self._deadline is None and self.cycle is not None and self.cycle.more_body:
+            self._deadline = self.loop.call_later(self._body_timeout, self._body_timed_out)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > self._max_headers:
+            self._head_error = InvalidRequestError(
+                f"The request has more than {self._max_headers} header lines, the most this gateway accepts.",
+                status_code=431,
+            )
+            raise _HeadTooLarge
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        self._head_bytes = 0
+        self._header_count = 0
+        self._cancel_deadline()
+        if len(self.tasks) >= self._concurrency:
+            app, self.app = self.app, _overloaded
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = app
+            return
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._reading_head = True
+        self._cancel_deadline()
+        super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        error, self._head_error = self._head_error, None
+        if error is None:  # a malformed request: uvicorn's own answer
+            super().send_400_response(msg)
+            return
+        self._cancel_deadline()
+        self.transport.write(_error_response(error))
+        self.transport.close()
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _head_timed_out(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            return  # an answer is in progress; the next request's head is bounded again after it
+        if self._head_bytes:
+            error = InvalidRequestError(
+                f"The request headers did not arrive within {self._header_timeout:g} seconds.",
+                status_code=408,
+            )
+            self.transport.write(_error_response(error))
+        self.transport.close()
+
+    def _body_timed_out(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_started:
+            error = InvalidRequestError(
+                f"The request body did not arrive within {self._body_timeout:g} seconds.", status_code=408
+            )
+            self.transport.write(_error_response(error))
+        self.transport.close()
+
+
+def _head_too_large(limit: int) -> GatewayError:
+    return InvalidRequestError(
+        f"The request line and headers are larger than {limit} bytes, the most this gateway accepts.",
+        status_code=431,
+    )

@@ -27,6 +27,7 @@ from gateway_server.config import load_config
 from gateway_server.http_protocol import CoalescingHttpToolsProtocol
 from gateway_server.limits import check_workers
 from gateway_server.reload import RELOAD_INTERVAL
+from gateway_server.server_limits import ServerLimits
 from gateway_server.shared import check_reachable
 
 __all__ = ["run"]
@@ -48,13 +49,16 @@ def run(  # noqa: PLR0913 - one parameter per `serve` option
     graceful_timeout: float = 30.0,
     access_log: bool = False,
     forwarded_allow_ips: str = "",
+    limits: ServerLimits | None = None,
 ) -> None:
     """Validate ``config_path``, then serve it until SIGTERM/SIGINT; returns (exit 0) once drained.
 
     Every serving process watches the file and hot-reloads it every ``GATEWAYCTL_RELOAD_INTERVAL``
     seconds (default 1; 0 turns that off); see ``gateway_server/reload.py``. ``forwarded_allow_ips``:
     the proxies whose ``X-Forwarded-For`` gives the client address (empty: nobody's, the default).
+    ``limits`` bounds what a caller can hold (header size, timeouts, connections; ``server_limits.py``).
     """
+    limits = limits or ServerLimits()
     config = load_config(config_path)  # raises ConfigError listing every problem
     check_workers(config, workers)  # rate limits are counted per process, unless shared
     if config.server.shared_state:  # Redis down: one clear error naming the URL, before any worker
@@ -71,6 +75,7 @@ def run(  # noqa: PLR0913 - one parameter per `serve` option
         "ws": "none",  # no websocket paths: uvicorn then does not import the websockets package
         "access_log": access_log,
         "timeout_graceful_shutdown": graceful_timeout,
+        "timeout_keep_alive": limits.keep_alive_timeout,
         "server_header": False,
         "log_level": "info",
         "log_config": log_config,
@@ -86,14 +91,18 @@ def run(  # noqa: PLR0913 - one parameter per `serve` option
         os.environ[CONFIG_ENV] = os.path.abspath(config_path)
         # The worker factory's only channel; a single process gets the flag as an attribute below.
         os.environ[ALLOW_UNAUTHENTICATED_ADMIN_ENV] = "1" if allow_unauthenticated_admin else "0"
-        _supervise(
-            uvicorn.Config("gateway_server.app:create_app_from_env", factory=True, workers=workers, **common)
+        config_ = uvicorn.Config(
+            "gateway_server.app:create_app_from_env", factory=True, workers=workers, **common
         )
+        config_.gateway_limits = limits  # type: ignore[attr-defined]  # pickled into every worker
+        _supervise(config_)
         return
     app = create_app(config, reload_interval=reload_interval or None, freeze_heap=True)
     app.state.auth.allow_unauthenticated_admin = allow_unauthenticated_admin
+    single = uvicorn.Config(app, **common)
+    single.gateway_limits = limits  # type: ignore[attr-defined]  # read by CoalescingHttpToolsProtocol
     with _signals_end_cleanly():
-        uvicorn.Server(uvicorn.Config(app, **common)).run()
+        uvicorn.Server(single).run()
 
 
 def _log_config() -> dict[str, Any]:

@@ -24,6 +24,7 @@ from gateway_server.api import paths
 from gateway_server.api.agent_messages import CountTokensProtocol, MessagesProtocol
 from gateway_server.api.agent_responses import ResponsesProtocol
 from gateway_server.api.agent_stream import AgentCall
+from gateway_server.api.body_guard import ClientGone, read_body
 from gateway_server.api.envelope import error_body, internal_error
 from gateway_server.api.streaming import MODEL_HEADER, stream_response
 from gateway_server.auth import QUERY
@@ -105,35 +106,6 @@ def match_invocation(path: str) -> Invocation | None:
     return None
 
 
-async def _read_body(scope: dict[str, Any], receive: Any, limit: int) -> bytes:
-    for key, value in scope["headers"]:
-        if key == b"content-length":
-            try:
-                declared = int(value)
-            except ValueError:
-                raise InvalidRequestError("The Content-Length header is not a number.") from None
-            if declared > limit:
-                raise PayloadTooLargeError(
-                    f"The request body is {declared} bytes; this gateway accepts at most {limit}."
-                )
-            break
-    chunks = []
-    size = 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLargeError(
-                    f"The request body is larger than {limit} bytes, the most this gateway accepts."
-                )
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
 def _parse_payload(body: bytes) -> dict[str, Any]:
     if not body:
         raise InvalidRequestError("The request body is empty; send a JSON object.")
@@ -213,7 +185,7 @@ async def handle_invocation(  # noqa: C901 - one flat function per request is th
             )
         # Before the body is read: 401/403 cost nothing and never reveal which routes exist.
         key_name = state.auth.authorize(scope["headers"], QUERY)  # None on a gateway without keys
-        payload = _parse_payload(await _read_body(scope, receive, state.max_request_bytes))
+        payload = _parse_payload(await read_body(scope, receive, state.max_request_bytes))
         model = payload.get("model")
         entry = _resolve(state, invocation, payload)
         route_label = entry.name
@@ -264,6 +236,10 @@ async def handle_invocation(  # noqa: C901 - one flat function per request is th
         extra = exc.headers()
         if extra:
             headers = headers + [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+        if isinstance(exc, PayloadTooLargeError):  # the rest of the body is not read: close
+            headers = [*headers, (b"connection", b"close")]
+    except ClientGone:  # hung up before its body arrived: nobody to answer
+        return
     except Exception:  # the process edge: log it, answer the envelope, never a bare 500 page
         logger.exception("unhandled error while serving %s", scope.get("path"))
         if ticket is not None:

@@ -54,6 +54,40 @@ def serve(  # noqa: PLR0913 - one parameter per documented option
             "(the client address of client_ip limits); '*' trusts every peer. Default: nobody.",
         ),
     ] = "",
+    max_header_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-header-bytes", min=1024, help="Largest request line plus headers, in bytes (431 beyond)."
+        ),
+    ] = 65536,
+    max_headers: Annotated[
+        int, typer.Option("--max-headers", min=1, help="Most header lines in one request (431 beyond).")
+    ] = 100,
+    header_timeout: Annotated[
+        float,
+        typer.Option("--header-timeout", min=0.1, help="Seconds a caller has to send a request's headers."),
+    ] = 10.0,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            "--body-timeout", min=0.1, help="Seconds a request body may take to arrive (408 beyond)."
+        ),
+    ] = 30.0,
+    keep_alive_timeout: Annotated[
+        float,
+        typer.Option(
+            "--keep-alive-timeout", min=0.1, help="Seconds an idle kept-alive connection stays open."
+        ),
+    ] = 5.0,
+    limit_concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--limit-concurrency",
+            min=1,
+            show_default="1000, or half the open-file limit if lower",
+            help="Most connections and requests in flight per process (503 beyond).",
+        ),
+    ] = None,
 ) -> None:
     """Run the gateway: validate CONFIG, then serve it until stopped (SIGTERM or Ctrl-C).
 
@@ -70,6 +104,7 @@ def serve(  # noqa: PLR0913 - one parameter per documented option
         return
 
     from gateway_server.runner import run
+    from gateway_server.server_limits import ServerLimits
 
     run(
         str(config),
@@ -80,4 +115,12 @@ def serve(  # noqa: PLR0913 - one parameter per documented option
         graceful_timeout=graceful_timeout,
         access_log=access_log,
         forwarded_allow_ips=forwarded_allow_ips,
+        limits=ServerLimits(
+            max_header_bytes=max_header_bytes,
+            max_headers=max_headers,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            keep_alive_timeout=keep_alive_timeout,
+            limit_concurrency=limit_concurrency,
+        ),
     )

@@ -1,0 +1,118 @@
+"""Request bodies, bounded on every path: read at most ``server.max_request_bytes``, and never before
+the caller has shown the key the path needs.
+
+The invocation paths read their body with :func:`read_body` after checking the ``query`` key.
+Everything else goes to FastAPI, which reads and parses a whole body before any dependency (the key
+check included) runs; :func:`guard` stands in front of it: route changes (any write method on the
+routes and endpoints paths) need the ``admin`` key before a byte of the body is read, a declared
+``Content-Length`` over the cap is answered 413 at once, and a body is read (capped) here and
+replayed to FastAPI. Refusals that leave a body unread close the connection, so the server does not
+read (and discard) the rest of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from gateway_server.api import paths
+from gateway_server.auth import ADMIN
+from gateway_server.errors import GatewayError, InvalidRequestError, PayloadTooLargeError
+
+__all__ = ["ClientGone", "guard", "read_body", "send_error"]
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+_ADMIN_PREFIXES = (paths.ROUTES, paths.ROUTES.rstrip("/"), paths.ENDPOINTS, paths.ENDPOINTS.rstrip("/"))
+_READ_ONLY = frozenset(("GET", "HEAD", "OPTIONS"))
+
+
+class ClientGone(Exception):
+    """The caller hung up before its request body arrived: there is nobody to answer."""
+
+
+def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for key, value in headers:
+        if key == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                raise InvalidRequestError("The Content-Length header is not a number.") from None
+    return None
+
+
+def _too_large(declared: int, limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"The request body is {declared} bytes; this gateway accepts at most {limit}."
+    )
+
+
+async def read_body(scope: dict[str, Any], receive: Receive, limit: int) -> bytes:
+    """The whole body, or :class:`PayloadTooLargeError` as soon as it is known to exceed ``limit``
+    (at once for a declared ``Content-Length``), or :class:`ClientGone`."""
+    declared = declared_length(scope["headers"])
+    if declared is not None and declared > limit:
+        raise _too_large(declared, limit)
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(
+                    f"The request body is larger than {limit} bytes, the most this gateway accepts."
+                )
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def send_error(send: Any, error: GatewayError, *, close: bool = False) -> None:
+    body = orjson.dumps(error.to_payload())
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers().items()]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    for key, value in headers:
+        if key == b"transfer-encoding" or (key == b"content-length" and value.strip() not in (b"0", b"")):
+            return True
+    return False
+
+
+async def guard(state: Any, scope: dict[str, Any], receive: Receive, send: Any) -> Receive | None:
+    """Check what can be checked before FastAPI sees the request. Returns the ``receive`` to give
+    FastAPI (replaying the body read here), or None when the request was answered here."""
+    headers = scope["headers"]
+    try:
+        if scope["method"] not in _READ_ONLY and scope["path"].startswith(_ADMIN_PREFIXES):
+            state.auth.authorize(headers, ADMIN)  # 401/403 before a byte of the body is read
+        if not _has_body(headers):
+            return receive
+        body = await read_body(scope, receive, state.max_request_bytes)
+    except ClientGone:
+        return None
+    except GatewayError as error:
+        await send_error(send, error, close=_has_body(headers))
+        return None
+    replayed = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal replayed
+        if replayed:
+            return await receive()  # waits for the disconnect, as FastAPI expects
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
