@@ -38,7 +38,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
         "server": {"max_request_bytes": MAX_BODY},
         "auth": {"keys": [{"name": "ops", "key": ADMIN_KEY, "scopes": ["query", "admin"]}]},
         "routes": [
-            {"name": "chat", "route_type": "llm/v1/chat", "model": {"provider": "fake", "name": "m", "config": {}}}
+            {
+                "name": "chat",
+                "route_type": "llm/v1/chat",
+                "model": {"provider": "fake", "name": "m", "config": {}},
+            }
         ],
     }
     path = Path(workdir) / "gateway.yaml"
@@ -180,7 +184,7 @@ def test_a_slow_body_gets_408(gateway: GatewayProcess) -> None:
     with _connect(gateway, timeout=5) as sock:
         sock.sendall(
             b"POST /gateway/chat/invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Authorization: Bearer " + ADMIN_KEY.encode() + b"\r\nContent-Length: 100\r\n\r\n{\"messages\""
+            b"Authorization: Bearer " + ADMIN_KEY.encode() + b'\r\nContent-Length: 100\r\n\r\n{"messages"'
         )
         status, _, body = _answer(sock)
         assert status == 408 and "body" in _envelope(body)["detail"]
