@@ -38,11 +38,13 @@ the client rebuilds an error with its real constructor and every documented attr
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 __all__ = [
+    "MAX_RETRY_AFTER",
     "AuthenticationError",
     "BudgetExceededError",
     "CircuitOpenError",
@@ -76,6 +78,10 @@ __all__ = [
 Fields = dict[str, Any]
 
 
+# The longest Retry-After the gateway answers, in seconds (an upstream's larger value is capped).
+MAX_RETRY_AFTER = 3600
+
+
 class GatewayError(Exception):
     """Root of every error the gateway raises on purpose."""
 
@@ -92,9 +98,10 @@ class GatewayError(Exception):
 
     def headers(self) -> dict[str, str]:
         """Extra HTTP headers that belong with this error: Retry-After when it says when to retry."""
-        if self.retry_after is None:
+        seconds = self.retry_after
+        if seconds is None or not 0 <= seconds < math.inf:  # nan and inf from an upstream say nothing
             return {}
-        return {"Retry-After": str(max(1, round(self.retry_after)))}
+        return {"Retry-After": str(max(1, min(MAX_RETRY_AFTER, round(seconds))))}
 
     def fields(self) -> Fields:
         """This class's own attributes, carried in the envelope (``None`` values are left out)."""

@@ -143,11 +143,14 @@ class MemoryWindows:
         if allowed:
             current = slot[1] = current + 1
             weighted += 1
-        reset_after = 0.0
-        if previous or current:
+        if not allowed:
+            reset_after = wait_for_room(route.calls, previous, current, left, period)
+        elif previous or current:
             reset_after = min(
                 left % (period / previous) if previous else math.inf, left if current else math.inf
             )
+        else:
+            reset_after = 0.0
         return Decision(allowed, route, max(0, route.calls - math.floor(weighted)), reset_after)
 
     def _sweep(self, now: float) -> None:
@@ -201,6 +204,22 @@ def _package_item(calls: int, period_seconds: int) -> limits.RateLimitItem:
     from limits import RateLimitItemPerSecond
 
     return RateLimitItemPerSecond(calls, period_seconds, namespace="gateway")
+
+
+def wait_for_room(calls: int, previous: int, current: int, left: float, period: float) -> float:
+    """Seconds until a refused caller's next call is admitted, if nobody else calls meanwhile.
+
+    The sliding window admits a call while ``previous * share + current + 1 <= calls``, where
+    ``share`` is the part of the previous window still inside the period; it shrinks to 0 over the
+    ``left`` seconds until the current window turns, and then the current count becomes the
+    previous one and starts to shrink in turn. (Waiting only until the next previous-window call
+    drops out, as the ``Retry-After`` once did, is too short whenever the current window alone is
+    full: a client that obeyed it was refused again.)
+    """
+    room = calls - 1
+    if current <= room:
+        return max(0.0, left - (room - current) * period / previous) if previous else 0.0
+    return left + period * (1 - room / current)
 
 
 def limit_key(kind: str, scope: dict[str, Any], key_name: str | None = None) -> str:

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from gateway_server.errors import SharedStateUnavailableError
-from gateway_server.limits import Decision, RouteLimit, logger
+from gateway_server.limits import Decision, RouteLimit, logger, wait_for_room
 from gateway_server.shared import SharedState, unreachable
 
 __all__ = ["RedisWindows", "window_decision"]
@@ -103,7 +103,10 @@ def window_decision(route: RouteLimit, allowed: bool, window: Any) -> Decision:
     current_left = max(0.0, float(window[3] or 0)) / 1000
     remaining = max(0, route.calls - math.floor(previous * previous_left / expiry + current))
     reset_after = 0.0
-    if previous or current:
+    if not allowed:  # the real wait (limits.wait_for_room), as the memory counter reports it
+        turnover = max(0.0, current_left - expiry) if current else previous_left
+        reset_after = wait_for_room(route.calls, previous, current, turnover, expiry)
+    elif previous or current:
         reset_after = min(
             previous_left % (expiry / previous) if previous else math.inf,
             (current_left % expiry or float(expiry)) if current else math.inf,

@@ -236,6 +236,21 @@ class Adapter:
         """An incremental decoder of the upstream's stream body (SSE unless overridden)."""
         return SSEDecoder()
 
+    def read_stream(
+        self, route_type: RouteType, decoder: Any, data: bytes | None, state: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The standard chunks of one upstream read (``data=None``: the body has ended). An event
+        the gateway cannot read (not UTF-8, not JSON, not the documented shape, too large) is an
+        :class:`UpstreamProtocolError`: a 502 before the stream starts, an error event after."""
+        try:
+            events = decoder.feed(data) if data is not None else decoder.close()
+            return [chunk for event in events for chunk in self.parse_stream_event(route_type, event, state)]
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise UpstreamProtocolError(
+                f"{self.name} sent a stream event the gateway cannot read ({type(exc).__name__}: {exc})",
+                provider=self.name,
+            ) from exc
+
     def parse_stream_event(
         self, route_type: RouteType, event: StreamEvent, state: dict[str, Any]
     ) -> list[dict[str, Any]]:

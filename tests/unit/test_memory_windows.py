@@ -29,8 +29,36 @@ def test_admits_the_limit_then_refuses_with_a_time_to_wait() -> None:
     decisions = [windows.hit(LIMIT, "*") for _ in range(11)]
     assert [d.allowed for d in decisions] == [True] * 10 + [False]
     assert [d.remaining for d in decisions[:3]] == [9, 8, 7] and decisions[-1].remaining == 0
-    assert decisions[-1].reset_after == pytest.approx(20.0)  # the window turns over in 20 s
-    assert decisions[-1].error().retry_after == 20
+    # The window turns over in 20 s, but its 10 calls then still weigh 10 until 6 s more have passed.
+    assert decisions[-1].reset_after == pytest.approx(26.0)
+    assert decisions[-1].error().retry_after == 26
+
+
+@pytest.mark.parametrize("calls", [1, 3, 10])
+@pytest.mark.parametrize("start", [960.0, 975.5, 1019.9])
+def test_a_client_that_obeys_retry_after_gets_through(calls: int, start: float) -> None:
+    """Refused, wait exactly Retry-After, call again: admitted, every time, in every position."""
+    limit = RouteLimit.build("chat", calls=calls, period_seconds=60, key="route")
+    clock = Clock(start)
+    windows = MemoryWindows(clock)
+    for _ in range(3):
+        while (decision := windows.hit(limit, "*")).allowed:
+            pass
+        clock.now += decision.error().retry_after
+        assert windows.hit(limit, "*").allowed, f"refused again {clock.now - start:.1f} s in"
+
+
+def test_the_redis_figures_give_the_same_wait() -> None:
+    clock = Clock(960.0 + 15)
+    windows = MemoryWindows(clock)
+    for _ in range(10):
+        windows.hit(LIMIT, "*")
+    clock.now = 960.0 + 60 + 45  # 10 calls in the previous window, 15 s of it still overlap
+    while (ours := windows.hit(LIMIT, "*")).allowed:
+        pass
+    current = 10 - 3  # 3 calls of the previous window's 10 still weigh (15/60 of 10 = 2.5)
+    redis = window_decision(LIMIT, False, [10, 15_000, current, 75_000])
+    assert ours.reset_after == pytest.approx(redis.reset_after)
 
 
 def test_the_previous_window_counts_by_how_much_of_it_still_overlaps() -> None:
