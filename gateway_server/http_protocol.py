@@ -29,7 +29,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from gateway_server.errors import GatewayError, InvalidRequestError
-from gateway_server.server_limits import ServerLimits
+from gateway_server.server_limits import DISCONNECT_HOOK, ServerLimits
 
 __all__ = ["CoalescingHttpToolsProtocol"]
 
@@ -150,7 +150,12 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
+        cycle = self.cycle
         super().connection_lost(exc)
+        if cycle is not None and not cycle.response_complete:
+            hook = cycle.scope.pop(DISCONNECT_HOOK, None)  # type: ignore[misc]
+            if hook is not None:
+                hook()
 
     def data_received(self, data: bytes) -> None:
         if self._reading_head:

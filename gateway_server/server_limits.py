@@ -14,9 +14,15 @@ from __future__ import annotations
 import resource
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_CONCURRENCY", "ServerLimits", "default_concurrency"]
+__all__ = ["DEFAULT_CONCURRENCY", "DISCONNECT_HOOK", "ServerLimits", "default_concurrency"]
 
 DEFAULT_CONCURRENCY = 1000
+
+# A scope key through which a request handler asks the server's protocol (``http_protocol.py``) to
+# be told, by a call, when the caller's connection is lost before the answer is complete; the
+# protocol removes the key before calling it. Cheaper on the hot path than a task that waits on
+# ``receive()`` for ``http.disconnect``. Under another server nothing calls it.
+DISCONNECT_HOOK = "gateway.on_disconnect"
 
 
 def default_concurrency() -> int:

@@ -21,12 +21,17 @@ from gateway_server.api import paths
 from gateway_server.auth import ADMIN
 from gateway_server.errors import GatewayError, InvalidRequestError, PayloadTooLargeError
 
-__all__ = ["ClientGone", "guard", "read_body", "send_error"]
+__all__ = ["MAX_JSON_DEPTH", "ClientGone", "check_depth", "guard", "read_body", "send_error"]
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 _ADMIN_PREFIXES = (paths.ROUTES, paths.ROUTES.rstrip("/"), paths.ENDPOINTS, paths.ENDPOINTS.rstrip("/"))
 _READ_ONLY = frozenset(("GET", "HEAD", "OPTIONS"))
+
+# The deepest JSON a request may nest, in arrays and objects. orjson writes at most 254 levels (and
+# reads 1024), and the adapters nest a caller's values a few levels deeper, so a payload nested
+# more deeply than this would fail later, inside the gateway, instead of as the caller's error.
+MAX_JSON_DEPTH = 128
 
 
 class ClientGone(Exception):
@@ -74,6 +79,30 @@ async def read_body(scope: dict[str, Any], receive: Receive, limit: int) -> byte
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def check_depth(body: bytes, payload: Any) -> None:
+    """:class:`InvalidRequestError` (400) when ``payload`` (parsed from ``body``) nests more than
+    ``MAX_JSON_DEPTH`` levels. Costs two byte counts unless the body has that many brackets."""
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return
+    level = [payload]
+    for depth in range(1, MAX_JSON_DEPTH + 2):
+        nested: list[Any] = []
+        for value in level:
+            if isinstance(value, dict):
+                nested.extend(value.values())
+            elif isinstance(value, list):
+                nested.extend(value)
+        level = [value for value in nested if isinstance(value, (dict, list))]
+        if not level:
+            return
+        if depth >= MAX_JSON_DEPTH:
+            break
+    raise InvalidRequestError(
+        f"The request body nests JSON arrays and objects more than {MAX_JSON_DEPTH} levels deep; "
+        "this gateway accepts at most that."
+    )
+
+
 async def send_error(send: Any, error: GatewayError, *, close: bool = False) -> None:
     body = orjson.dumps(error.to_payload())
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -101,6 +130,12 @@ async def guard(state: Any, scope: dict[str, Any], receive: Receive, send: Any) 
         if not _has_body(headers):
             return receive
         body = await read_body(scope, receive, state.max_request_bytes)
+        if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH:  # FastAPI's json would recurse
+            try:
+                parsed = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidRequestError(f"The request body is not valid JSON: {exc}.") from None
+            check_depth(body, parsed)
     except ClientGone:
         return None
     except GatewayError as error:

@@ -10,6 +10,7 @@ size is capped, errors are rendered as the one envelope.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -24,7 +25,7 @@ from gateway_server.api import paths
 from gateway_server.api.agent_messages import CountTokensProtocol, MessagesProtocol
 from gateway_server.api.agent_responses import ResponsesProtocol
 from gateway_server.api.agent_stream import AgentCall
-from gateway_server.api.body_guard import ClientGone, read_body
+from gateway_server.api.body_guard import ClientGone, check_depth, read_body
 from gateway_server.api.envelope import error_body, internal_error
 from gateway_server.api.streaming import MODEL_HEADER, stream_response
 from gateway_server.auth import QUERY
@@ -39,6 +40,7 @@ from gateway_server.registry import RouteEntry
 from gateway_server.reliability import call as call_upstream
 from gateway_server.routes import RouteType
 from gateway_server.schemas import TO_LEGACY, VALIDATORS
+from gateway_server.server_limits import DISCONNECT_HOOK
 from gateway_server.usage import Usage, usage_of
 
 __all__ = ["Flavor", "Invocation", "handle_invocation", "handle_resource", "match_invocation"]
@@ -48,6 +50,7 @@ logger = logging.getLogger("gateway_server")
 JSON_HEADERS = [(b"content-type", b"application/json")]
 _NOTHING = Usage()
 OVERHEAD_HEADER = b"x-gateway-overhead-ms"
+CLIENT_CLOSED = 499  # the status counted (never sent) for a caller that hung up before the answer
 
 
 class Flavor(Enum):
@@ -117,6 +120,7 @@ def _parse_payload(body: bytes) -> dict[str, Any]:
         raise InvalidRequestError(
             f"The request body must be a JSON object, not a JSON {type(payload).__name__}."
         )
+    check_depth(body, payload)
     return payload
 
 
@@ -167,7 +171,40 @@ async def _charge(
         await governor.settle(ticket, used, served.price)
 
 
-async def handle_invocation(  # noqa: C901 - one flat function per request is the hot path's design
+async def _call(state: Any, entry: RouteEntry, payload: dict[str, Any], scope: dict[str, Any]) -> Any:
+    """The upstream call (deadline, retries, fallbacks, split, breakers: reliability.py).
+
+    A caller that hangs up cancels it (the server's protocol calls the hook): the upstream request
+    is closed instead of running for the whole route timeout, and :class:`ClientGone` is raised."""
+    task = asyncio.current_task()
+    assert task is not None
+    scope[DISCONNECT_HOOK] = task.cancel
+    try:
+        return await call_upstream(state.upstream, entry.plan, entry.route_type, payload)
+    except asyncio.CancelledError:
+        if DISCONNECT_HOOK in scope:  # not the caller leaving (the server shutting down)
+            raise
+        task.uncancel()
+        raise ClientGone from None
+    finally:
+        scope.pop(DISCONNECT_HOOK, None)
+
+
+async def _release(governor: Any, ticket: Any) -> None:
+    if ticket is not None:
+        await governor.settle(ticket, _NOTHING, None)
+
+
+def _error_headers(exc: GatewayError, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    extra = exc.headers()
+    if extra:
+        headers = headers + [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+    if isinstance(exc, PayloadTooLargeError):  # the rest of the body is not read: close
+        headers = [*headers, (b"connection", b"close")]
+    return headers
+
+
+async def handle_invocation(
     state: Any, invocation: Invocation, scope: dict[str, Any], receive: Any, send: Any
 ) -> None:
     started = perf_counter()
@@ -215,8 +252,8 @@ async def handle_invocation(  # noqa: C901 - one flat function per request is th
                 state.metrics.observe(route_label, 200, perf_counter() - started, overhead)
                 return
             upstream_started = perf_counter()
-            try:  # deadline, retries, fallbacks, split, breakers: reliability.py
-                result, served = await call_upstream(state.upstream, entry.plan, route_type, payload)
+            try:  # deadline, retries, fallbacks, split, breakers: reliability.py (and the caller leaving)
+                result, served = await _call(state, entry, payload, scope)
             finally:
                 upstream_seconds = perf_counter() - upstream_started
             if governor is not None:  # charged at the price of the model that answered
@@ -230,20 +267,16 @@ async def handle_invocation(  # noqa: C901 - one flat function per request is th
                 result = TO_LEGACY[route_type](result)
             status, body = 200, orjson.dumps(result)
     except GatewayError as exc:
-        if ticket is not None:  # refused or failed after admission: release the reservation
-            await governor.settle(ticket, _NOTHING, None)
+        await _release(governor, ticket)  # refused or failed after admission: release the reservation
         status, body = exc.status_code, render(exc)
-        extra = exc.headers()
-        if extra:
-            headers = headers + [(k.lower().encode(), v.encode()) for k, v in extra.items()]
-        if isinstance(exc, PayloadTooLargeError):  # the rest of the body is not read: close
-            headers = [*headers, (b"connection", b"close")]
-    except ClientGone:  # hung up before its body arrived: nobody to answer
+        headers = _error_headers(exc, headers)
+    except ClientGone:  # hung up before the answer: nobody to answer
+        await _release(governor, ticket)
+        state.metrics.observe(route_label, CLIENT_CLOSED, perf_counter() - started, 0.0)
         return
     except Exception:  # the process edge: log it, answer the envelope, never a bare 500 page
         logger.exception("unhandled error while serving %s", scope.get("path"))
-        if ticket is not None:
-            await governor.settle(ticket, _NOTHING, None)
+        await _release(governor, ticket)
         error = internal_error()
         status, body = error.status_code, render(error)
     elapsed = perf_counter() - started

@@ -13,6 +13,7 @@ and shared by every route; adapters never see it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from gateway_server.errors import (
+    MAX_RETRY_AFTER,
     GatewayError,
     UpstreamConnectionError,
     UpstreamProtocolError,
@@ -28,6 +30,7 @@ from gateway_server.errors import (
     UpstreamTimeoutError,
 )
 from gateway_server.providers.base import Adapter, UpstreamRequest
+from gateway_server.providers.streaming import answer_chunks
 from gateway_server.routes import RouteType
 from gateway_server.secrets import scrub
 from gateway_server.upstream.pool import ConnectionPool
@@ -42,12 +45,17 @@ __all__ = ["ConnectionPool", "UpstreamClient", "parse_retry_after"]
 
 
 def parse_retry_after(value: str | None) -> float | None:
+    """An upstream's ``Retry-After`` in seconds, or None. ``inf``, ``nan`` and absurd values (1e308)
+    are not waits anyone should obey: values beyond ``MAX_RETRY_AFTER`` are capped to it."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         return None  # an HTTP date: rare from LLM APIs; the caller falls back to its own backoff
+    if not seconds >= 0 or seconds == math.inf:  # nan compares False
+        return None
+    return min(seconds, float(MAX_RETRY_AFTER))
 
 
 def _host_of(url: str) -> str:
@@ -99,6 +107,10 @@ class UpstreamClient:
                 provider=adapter.name,
                 upstream_status=status,
             )
+        return self._parse_json(adapter, route_type, status, raw)
+
+    @staticmethod
+    def _parse_json(adapter: Adapter, route_type: RouteType, status: int, raw: bytes) -> dict[str, Any]:
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -128,7 +140,7 @@ class UpstreamClient:
         answer's head and each wait for the next bytes, not the stream's whole length."""
         request = adapter.build_stream_request(route_type, payload)
         decoder = adapter.stream_decoder()
-        parse = adapter.parse_stream_event
+        read = adapter.read_stream
         state: dict[str, Any] = {}
         response = None
         streaming = False
@@ -138,12 +150,18 @@ class UpstreamClient:
             )
             if response.status >= 300:
                 self._raise_status(adapter, response.status, response.headers, await response.read())
+            if _is_plain_json(response.headers.get("content-type", "")):
+                # The upstream ignored "stream": its whole answer, as the chunks that say the same.
+                yield answer_chunks(
+                    route_type, self._parse_json(adapter, route_type, response.status, await response.read())
+                )
+                return
             streaming = True
             async for data in response.iter_chunks(timeout):
-                batch = [chunk for event in decoder.feed(data) for chunk in parse(route_type, event, state)]
+                batch = read(route_type, decoder, data, state)
                 if batch:
                     yield batch
-            batch = [chunk for event in decoder.close() for chunk in parse(route_type, event, state)]
+            batch = read(route_type, decoder, None, state)
             if batch:
                 yield batch
         except TimeoutError as exc:
@@ -190,6 +208,12 @@ class UpstreamClient:
             f"the connection to {adapter.name} at {host} failed ({exc.strerror or type(exc).__name__})",
             provider=adapter.name,
         )
+
+
+def _is_plain_json(content_type: str) -> bool:
+    """``application/json`` and the like, but not a JSON-based stream format (ndjson, eventstream)."""
+    content_type = content_type.lower()
+    return "json" in content_type and "stream" not in content_type and "ndjson" not in content_type
 
 
 def _encode(request: UpstreamRequest) -> bytes | None:
