@@ -11,6 +11,7 @@ from cli_helpers import FAKE_CONFIG
 from typer.testing import Result
 
 from gateway_server.errors import ConfigError, ConfigIssue
+from gateway_server.server_limits import ServerLimits
 
 Cli = Callable[..., Result]
 
@@ -55,6 +56,8 @@ def test_serve_passes_every_option_to_the_runner(
         "serve", config_path, "--host", "0.0.0.0", "--port", "8123", "--workers", "3",
         "--allow-unauthenticated-admin", "--graceful-timeout", "5", "--access-log",
         "--forwarded-allow-ips", "10.0.0.5,10.0.1.0/24",
+        "--max-header-bytes", "4096", "--max-headers", "20", "--header-timeout", "2",
+        "--body-timeout", "3", "--keep-alive-timeout", "4", "--limit-concurrency", "50",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert runner_calls == [
@@ -68,6 +71,14 @@ def test_serve_passes_every_option_to_the_runner(
                 "graceful_timeout": 5.0,
                 "access_log": True,
                 "forwarded_allow_ips": "10.0.0.5,10.0.1.0/24",
+                "limits": ServerLimits(
+                    max_header_bytes=4096,
+                    max_headers=20,
+                    header_timeout=2.0,
+                    body_timeout=3.0,
+                    keep_alive_timeout=4.0,
+                    limit_concurrency=50,
+                ),
             },
         )
     ]
@@ -83,6 +94,7 @@ def test_serve_defaults(cli: Cli, config_path: str, runner_calls: list[tuple[str
         "graceful_timeout": 30.0,
         "access_log": False,
         "forwarded_allow_ips": "",  # nobody's X-Forwarded-For is believed
+        "limits": ServerLimits(),  # the documented defaults
     }
 
 
