@@ -27,6 +27,7 @@ from gateway_server.auth import ALLOW_UNAUTHENTICATED_ADMIN_ENV
 from gateway_server.config import GatewayConfig, load_config
 from gateway_server.reload import RELOAD_INTERVAL, watch_config
 from gateway_server.upstream.clients import Upstreams
+from gateway_server.upstream.connect import ProxyRefused, check_proxy
 from gateway_server.upstream.pool import ConnectionPool
 
 __all__ = [
@@ -113,6 +114,10 @@ class GatewayApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self._start()
+                except ProxyRefused as exc:  # the operator's to fix: the message, no traceback
+                    logger.error("start-up refused: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 except Exception as exc:  # the process edge: uvicorn reports it and exits
                     logger.exception("start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -126,6 +131,8 @@ class GatewayApp:
                 return
 
     async def _start(self) -> None:
+        # HTTPS_PROXY set and an HTTPS upstream it covers: refuse now, not on the first call.
+        check_proxy(_upstream_origins(self.state))
         stack = AsyncExitStack()
         pool = self._pool
         if pool is None:
@@ -155,6 +162,18 @@ class GatewayApp:
             await self._resources.aclose()
             self._resources = None
         self.state.upstream = None
+
+
+def _upstream_origins(state: GatewayState) -> list[str]:
+    """The origin of every model that goes through the pool (which uses no proxy), fallbacks and
+    split members included; routes on the httpx transport honour the proxy variables themselves."""
+    default = state.config.server.upstream_transport
+    origins = []
+    for entry in state.registry.list():
+        for target in (*entry.plan.primaries, *entry.plan.fallbacks):
+            if (target.transport or default) == "pool" and target.adapter.origin:
+                origins.append(target.adapter.origin)
+    return origins
 
 
 def _freeze_heap(_: object = None) -> None:

@@ -11,8 +11,18 @@ client").
 What it does:
 
 - one pool of idle keep-alive connections per (scheme, host, port), reused most-recent-first,
-  dropped after :data:`KEEPALIVE_SECONDS` idle or when the server closed them; no cap on
-  connections (concurrency is bounded by the callers, as before);
+  dropped after :data:`KEEPALIVE_SECONDS` idle (as httpx does, well before common server
+  timeouts), sooner when the answer's ``Keep-Alive: timeout=N`` says so, or when the server
+  closed them;
+- at most :data:`MAX_PER_ORIGIN` connections per origin, in use or idle; a call beyond it waits
+  in line (first come, first served) for one to be released, within its timeout;
+- bounded answers: :data:`MAX_BODY_BYTES` of body after decompression (a gzip bomb stops there),
+  :data:`MAX_HEADER_BYTES` and :data:`MAX_HEADERS` of head; beyond them the exchange fails;
+- no silent truncation: a body delimited by the connection's close is complete only when the
+  server closed cleanly (a reset, or a compressed body cut short, is an error);
+- request targets with spaces or non-ASCII characters are percent-encoded;
+- connecting through ``upstream/connect.py``: cached name lookups, Happy Eyeballs, and a refusal
+  (instead of a silent bypass) when ``HTTPS_PROXY`` applies;
 - no silent resend: a POST to an LLM may have been run (and billed) even when the connection
   broke before the answer, so a broken exchange is an error, and resending it is the route's
   retry policy's call (gateway_server/reliability.py). Idle connections the server has closed are
@@ -25,8 +35,8 @@ What it does:
 - an exchange that is cancelled or fails midway closes its connection, so a client that hangs up
   closes the upstream connection too (the upstream sees the cancellation).
 
-What it does not do, on purpose: proxies from the environment (the aiohttp session did not
-either), HTTP/2, redirects, cookies, ``Expect: 100-continue``.
+What it does not do, on purpose: proxies (it refuses rather than bypasses one, see above),
+HTTP/2, redirects, cookies, ``Expect: 100-continue``.
 
 Timeouts (``TimeoutError``) are one timer per exchange on the loop (``call_at``), not an
 ``asyncio.timeout`` context: that would cost a task lookup and two ``getpid`` system calls per
@@ -46,45 +56,29 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-import zlib
+import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-import httptools
+from gateway_server.upstream.connect import Resolver, open_socket, proxy_refusal
+from gateway_server.upstream.connection import (
+    MAX_BODY_BYTES,
+    ConnectError,
+    ConnectionBroken,
+    Headers,
+    UnsendableRequest,
+    _Connection,
+    _too_large,
+)
 
 __all__ = ["ConnectError", "ConnectionBroken", "ConnectionPool", "Headers", "Response", "UnsendableRequest"]
-
-KEEPALIVE_SECONDS = 30.0
-_HIGH_WATER = 256 * 1024  # bytes of a streamed body held unread before we stop reading the socket
-
-
-class ConnectError(OSError):
-    """The connection could not be made (name lookup, refused, unreachable, TLS handshake)."""
+KEEPALIVE_SECONDS = 5.0  # idle seconds before a kept-alive connection is dropped (httpx's default)
+MAX_PER_ORIGIN = 256  # connections per origin, in use and idle; more calls wait in line
 
 
-class ConnectionBroken(OSError):
-    """The connection closed, or sent something that is not HTTP/1.1, before a complete answer."""
-
-
-class UnsendableRequest(ValueError):
-    """The URL is not http(s), or a header would break the request's framing (a line break)."""
-
-
-class Headers(dict[str, str]):
-    """Response headers: lower-cased names; ``get``/``[]``/``in`` take any case. A repeated header
-    keeps its values joined with ``", "`` (RFC 9110 §5.3)."""
-
-    __slots__ = ()
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return dict.get(self, name.lower(), default)
-
-    def __getitem__(self, name: str) -> str:
-        return dict.__getitem__(self, name.lower())
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and dict.__contains__(self, name.lower())
+_SAFE_PATH = "/%:@!$&'()*+,;=-._~"
+_SAFE_QUERY = _SAFE_PATH + "?"
 
 
 class _Target:
@@ -103,7 +97,11 @@ class _Target:
         name = f"[{self.host}]" if ":" in self.host else self.host
         self.host_header = name if default_port else f"{name}:{self.port}"
         self.key = (self.tls, self.host, self.port)
-        self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # Spaces, non-ASCII and control characters are percent-encoded (a model or deployment name
+        # may hold them); what is already encoded, and the reserved characters, stay as they are.
+        path = quote(parts.path or "/", safe=_SAFE_PATH)
+        query = quote(parts.query, safe=_SAFE_QUERY)
+        self.target = path + (f"?{query}" if query else "")
 
 
 class Response:
@@ -125,6 +123,9 @@ class Response:
         while not conn.complete:
             if conn.paused:  # a body over the read-ahead limit: collect it so reading goes on
                 parts.append(conn.take_body())
+                if conn.total > conn.max_body:
+                    conn.close()
+                    raise ConnectionBroken(_too_large(conn.max_body))
             await conn.wait()
         if parts:
             parts.append(conn.take_body())
@@ -159,14 +160,25 @@ class ConnectionPool:
     """Keep-alive connections per origin. Create it inside the running loop; :meth:`close` ends it."""
 
     def __init__(
-        self, *, ssl_context: ssl.SSLContext | None = None, keepalive: float = KEEPALIVE_SECONDS
+        self,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        keepalive: float = KEEPALIVE_SECONDS,
+        max_per_origin: int = MAX_PER_ORIGIN,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self._idle: dict[tuple[bool, str, int], list[_Connection]] = {}
         self._targets: dict[str, _Target] = {}
         self._ssl = ssl_context
         self._keepalive = keepalive
+        self._max_per_origin = max_per_origin
+        self._max_body = max_body_bytes
+        self._active: dict[tuple[bool, str, int], int] = {}  # connections per origin, in use or connecting
+        self._queues: dict[tuple[bool, str, int], deque[asyncio.Future[None]]] = {}
+        self._live: weakref.WeakSet[_Connection] = weakref.WeakSet()  # every open one, for close()
         self._closed = False
         self._loop = asyncio.get_running_loop()
+        self._resolver = Resolver(self._loop)
 
     async def request(
         self,
@@ -196,11 +208,19 @@ class ConnectionPool:
         return Response(self, await self._exchange(method, url, headers, body, timeout, whole=False))
 
     async def close(self) -> None:
+        """Close every connection; exchanges in flight and calls waiting in line fail at once."""
         self._closed = True
         for idle in self._idle.values():
             for conn in idle:
                 conn.close()
         self._idle.clear()
+        for conn in list(self._live):
+            conn.abort("the connection pool was closed")
+        for queue in self._queues.values():
+            for waiter in queue:
+                if not waiter.done():
+                    waiter.set_exception(ConnectionBroken("the connection pool was closed"))
+        self._queues.clear()
 
     # ------------------------------------------------------------------ internals
 
@@ -229,10 +249,21 @@ class ConnectionPool:
         target = self._target(url)
         head = _request_head(method, target, headers, body)
         deadline = None if timeout is None else self._loop.time() + timeout
-        conn = self._idle_connection(target)
-        if conn is None:
-            connecting = self._connect(target)
-            conn = await (connecting if timeout is None else asyncio.wait_for(connecting, timeout))
+        key = target.key
+        active = self._active.get(key, 0)
+        if active < self._max_per_origin:
+            self._active[key] = active + 1
+        else:
+            await self._wait_in_line(key, deadline)
+        try:
+            conn = self._idle_connection(target)
+            if conn is None:
+                connecting = self._connect(target)
+                remaining = None if deadline is None else max(0.0, deadline - self._loop.time())
+                conn = await (connecting if remaining is None else asyncio.wait_for(connecting, remaining))
+        except BaseException:
+            self._free(key)
+            raise
         conn.arm(deadline)
         try:
             conn.begin(head, body, streaming=not whole)
@@ -244,8 +275,36 @@ class ConnectionPool:
                     await conn.wait()
         except BaseException:  # broken, cancelled or timed out midway: its state is unknown
             conn.close()
+            self._free(key)
             raise
         return conn
+
+    async def _wait_in_line(self, key: tuple[bool, str, int], deadline: float | None) -> None:
+        """Wait until a connection slot of ``key`` is handed over (by :meth:`_free`)."""
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._queues.setdefault(key, deque()).append(waiter)
+        timer = None
+        if deadline is not None:
+            timer = self._loop.call_at(deadline, _expire, waiter, self._max_per_origin)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._free(key)  # the slot was handed over as we left: pass it on
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _free(self, key: tuple[bool, str, int]) -> None:
+        """One connection of ``key`` is done: hand its slot to the first caller in line, if any."""
+        queue = self._queues.get(key)
+        while queue:
+            waiter = queue.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._active[key] -= 1
 
     def _idle_connection(self, target: _Target) -> _Connection | None:
         idle = self._idle.get(target.key)
@@ -253,7 +312,7 @@ class ConnectionPool:
             now = time.monotonic()
             while idle:
                 conn = idle.pop()
-                if not conn.closed and now - conn.idle_since < self._keepalive:
+                if not conn.closed and now < conn.expires:
                     return conn
                 conn.close()
         return None
@@ -261,29 +320,71 @@ class ConnectionPool:
     async def _connect(self, target: _Target) -> _Connection:
         context = None
         if target.tls:
+            refusal = proxy_refusal(target.host)
+            if refusal is not None:
+                raise ConnectError(None, refusal)
             if self._ssl is None:
                 self._ssl = ssl.create_default_context()
             context = self._ssl
+        max_body = self._max_body
         try:
-            _, conn = await self._loop.create_connection(
-                lambda: _Connection(self._loop),
-                target.host,
-                target.port,
-                ssl=context,
-                server_hostname=target.host if context else None,
-            )
+            sock = await open_socket(self._loop, self._resolver, target.host, target.port)
+            try:
+                _, conn = await self._loop.create_connection(
+                    lambda: _Connection(self._loop, max_body),
+                    sock=sock,
+                    ssl=context,
+                    server_hostname=target.host if context else None,
+                )
+            except BaseException:
+                sock.close()
+                raise
         except OSError as exc:  # socket.gaierror and ssl.SSLError are OSErrors too
             raise ConnectError(exc.errno, exc.strerror or str(exc)) from exc
-        conn.key = target.key
-        return conn
+        conn.key = target.key  # type: ignore[attr-defined]
+        self._live.add(conn)  # type: ignore[arg-type]
+        return conn  # type: ignore[return-value]
 
     def _release(self, conn: _Connection) -> None:
         conn.disarm()
         if conn.reusable() and not self._closed:
-            conn.idle_since = time.monotonic()
-            self._idle.setdefault(conn.key, []).append(conn)
+            keep = self._keepalive
+            hint = conn.headers.get("keep-alive")
+            if hint is not None:
+                keep = min(keep, _keep_alive_seconds(hint, keep))
+            if keep > 0:
+                conn.expires = time.monotonic() + keep
+                self._idle.setdefault(conn.key, []).append(conn)
+            else:
+                conn.close()
         else:
             conn.close()
+        self._free(conn.key)
+
+
+def _expire(waiter: asyncio.Future[None], limit: int) -> None:
+    if not waiter.done():
+        waiter.set_exception(
+            TimeoutError(f"no connection to the upstream came free in time ({limit} are in use)")
+        )
+
+
+def _keep_alive_seconds(hint: str, default: float) -> float:
+    """The idle time a ``Keep-Alive: timeout=N, max=M`` answer allows, a second short of N (the
+    server's clock and our next request's travel); ``max=0`` or ``1`` means no further request."""
+    keep = default
+    for part in hint.split(","):
+        name, _, value = part.strip().partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            continue
+        name = name.strip().lower()
+        if name == "timeout":
+            keep = min(keep, number - 1.0)
+        elif name == "max" and number <= 1:
+            keep = 0.0
+    return keep
 
 
 def _request_head(method: str, target: _Target, headers: Mapping[str, str], body: bytes | None) -> bytes:
@@ -305,206 +406,3 @@ def _request_head(method: str, target: _Target, headers: Mapping[str, str], body
     if text.count("\n") != breaks or text.count("\r") != breaks:  # header injection
         raise UnsendableRequest("a request header name or value contains a line break")
     return text.encode() + b"\r\n\r\n"
-
-
-class _Connection(asyncio.Protocol):
-    """One socket, one exchange at a time; httptools calls the ``on_*`` methods as bytes arrive."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.transport: asyncio.Transport | None = None
-        self.key: tuple[bool, str, int] = (False, "", 0)
-        self.parser = httptools.HttpResponseParser(self)
-        self.closed = False
-        self.idle_since = 0.0
-        self._waiter: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._reset()
-
-    def _reset(self) -> None:
-        self.status = 0
-        self.headers = Headers()
-        self.headers_done = False
-        self.informational = False
-        self.complete = False
-        self.keep_alive = False
-        self.framed = False  # Content-Length or chunked: else the body ends when the server closes
-        self.body: list[bytes] = []
-        self.buffered = 0
-        self.paused = False
-        self.streaming = False
-        self.error: ConnectionBroken | TimeoutError | None = None
-        self.decoder: Any = None
-
-    # ---- the exchange
-
-    def begin(self, head: bytes, body: bytes | None, *, streaming: bool) -> None:
-        if self.closed or self.transport is None:
-            raise ConnectionBroken("the connection is closed")
-        self._reset()
-        self.streaming = streaming  # read ahead at most _HIGH_WATER bytes; else take it all
-        self.transport.write(head + body if body else head)
-
-    def wait(self) -> asyncio.Future[None]:
-        """A future done when the parser has moved on (more bytes, the end), or failed with the
-        exchange's error. A plain future rather than a coroutine: one frame less at every wake-up."""
-        if self.error is not None:
-            raise self.error
-        waiter = self._waiter = self.loop.create_future()
-        return waiter
-
-    def take_body(self) -> bytes:
-        body = self.body
-        data = body[0] if len(body) == 1 else b"".join(body)
-        body.clear()
-        self.buffered = 0
-        if self.paused and self.transport is not None:
-            self.paused = False
-            self.transport.resume_reading()
-        return data
-
-    def reusable(self) -> bool:
-        return self.complete and self.keep_alive and not self.closed and self.error is None
-
-    def close(self) -> None:
-        self.disarm()
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-    def arm(self, deadline: float | None) -> None:
-        """Fail the exchange with ``TimeoutError`` at ``deadline`` (loop time), unless disarmed."""
-        if deadline is not None:
-            self._timer = self.loop.call_at(deadline, self._time_out)
-
-    def disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _time_out(self) -> None:
-        self._timer = None
-        self.error = TimeoutError("the upstream did not answer in time")
-        self.close()
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():  # a cancelled waiter is done already
-                if self.error is None:
-                    waiter.set_result(None)
-                else:
-                    waiter.set_exception(self.error)
-
-    def _fail(self, message: str) -> None:
-        if not self.complete and self.error is None:  # the first cause wins (a timeout closes too)
-            self.error = ConnectionBroken(message)
-        self._wake()
-
-    # ---- asyncio.Protocol
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self.closed = True
-            self._fail(f"the answer is not valid HTTP/1.1 ({exc})")
-            if self.transport is not None:
-                self.transport.close()
-            return
-        self._wake()
-
-    def eof_received(self) -> bool:
-        return False  # close our side too; connection_lost follows
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.headers_done and not self.complete and not self.framed and self.error is None:
-            self._finish_body()  # a body delimited by the close itself
-            self.complete = True
-            self._wake()
-            return
-        self._fail("the server closed the connection" if exc is None else f"the connection failed ({exc})")
-
-    # ---- httptools callbacks
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        previous = self.headers.get(key)
-        dict.__setitem__(self.headers, key, text if previous is None else f"{previous}, {text}")
-
-    def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
-        if 100 <= status < 200:  # 103 Early Hints and the like: the real answer follows
-            self.informational = True
-            self.headers = Headers()
-            return
-        self.status = status
-        self.keep_alive = self.parser.should_keep_alive()
-        headers = self.headers
-        self.framed = "content-length" in headers or "chunked" in headers.get("transfer-encoding", "")
-        encoding = headers.get("content-encoding", "").strip().lower()
-        if encoding in ("gzip", "x-gzip"):
-            self.decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif encoding == "deflate":
-            self.decoder = _Deflate()
-        self.headers_done = True
-
-    def on_body(self, data: bytes) -> None:
-        if self.decoder is not None:
-            try:
-                data = self.decoder.decompress(data)
-            except zlib.error as exc:
-                self._fail(f"the answer's {self.headers.get('content-encoding')} body is corrupt ({exc})")
-                return
-        if data:
-            self.body.append(data)
-            self.buffered += len(data)
-            if (
-                self.streaming
-                and self.buffered > _HIGH_WATER
-                and not self.paused
-                and self.transport is not None
-            ):
-                self.paused = True
-                self.transport.pause_reading()
-
-    def on_message_complete(self) -> None:
-        if self.informational:
-            self.informational = False
-            return
-        self._finish_body()
-        self.complete = True
-        if self.transport is not None and self.paused:
-            self.paused = False
-            self.transport.resume_reading()
-
-    def _finish_body(self) -> None:
-        if self.decoder is not None:
-            tail = self.decoder.flush()
-            if tail:
-                self.body.append(tail)
-
-
-class _Deflate:
-    """``Content-Encoding: deflate`` is zlib-wrapped by the RFC, raw deflate from some servers."""
-
-    __slots__ = ("_inner",)
-
-    def __init__(self) -> None:
-        self._inner: Any = None
-
-    def decompress(self, data: bytes) -> bytes:
-        if self._inner is None:
-            raw = bool(data) and (data[0] & 0x0F) != 8  # a zlib header starts with CM = 8
-            self._inner = zlib.decompressobj(-zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
-        return self._inner.decompress(data)  # type: ignore[no-any-return]
-
-    def flush(self) -> bytes:
-        return self._inner.flush() if self._inner is not None else b""

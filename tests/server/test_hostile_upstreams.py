@@ -21,7 +21,7 @@ from gateway_server.app import create_app
 from gateway_server.config import parse_config
 from gateway_server.http_protocol import CoalescingHttpToolsProtocol
 from gateway_server.testing import serve_in_thread
-from gateway_server.testing.raw_upstream import RawUpstream, hold
+from gateway_server.testing.raw_upstream import RawUpstream, hold, reset
 
 ROUTES = (
     "plain-json",
@@ -239,3 +239,30 @@ def test_deeply_nested_json_is_a_400(client: httpx.Client, path: str, depth: int
     assert response.status_code == 400 if path.startswith("/gateway") else response.status_code in (400, 403)
     if response.status_code == 400:
         assert "128 levels" in _envelope(response)["message"]
+
+
+def test_a_close_delimited_answer_cut_by_a_reset_is_a_502(client: httpx.Client, scripts: Scripts) -> None:
+    def cut(conn: socket.socket, _: bytes) -> None:
+        # A prefix that parses on its own (the rest, never sent, could have been anything).
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n" + orjson.dumps(ANSWER))
+        time.sleep(0.1)
+        reset(conn)
+
+    scripts.by_model["json-reset"] = cut
+    response = client.post("/gateway/json-reset/invocations", json=CHAT)
+    assert response.status_code == 502 and "reset" in _envelope(response)["message"]
+
+
+def test_a_close_delimited_stream_cut_by_a_reset_ends_with_an_error_event(
+    client: httpx.Client, scripts: Scripts
+) -> None:
+    def cut(conn: socket.socket, _: bytes) -> None:
+        conn.sendall(sse_answer(b"data: " + orjson.dumps(CHUNK) + b"\n\n"))
+        time.sleep(0.1)
+        reset(conn)
+
+    scripts.by_model["sse-reset"] = cut
+    response = client.post("/gateway/sse-reset/invocations", json=STREAM)
+    events = _events(response.text)
+    assert response.status_code == 200 and events[0]["choices"][0]["delta"]["content"] == "x"
+    assert "[DONE]" not in events and "reset" in events[-1]["error"]["message"]
