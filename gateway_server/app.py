@@ -134,6 +134,8 @@ class GatewayApp:
         # HTTPS_PROXY set and an HTTPS upstream it covers: refuse now, not on the first call.
         check_proxy(_upstream_origins(self.state))
         stack = AsyncExitStack()
+        warming = _warm_up(self.state)  # AWS credentials, in worker threads, while we start serving
+        stack.push_async_callback(_cancel, warming)
         pool = self._pool
         if pool is None:
             pool = ConnectionPool()
@@ -174,6 +176,32 @@ def _upstream_origins(state: GatewayState) -> list[str]:
             if (target.transport or default) == "pool" and target.adapter.origin:
                 origins.append(target.adapter.origin)
     return origins
+
+
+def _warm_up(state: GatewayState) -> asyncio.Task[None]:
+    """Start loading what adapters load by I/O (``Adapter.refresh``: Bedrock's AWS credentials) in
+    the background: the first requests then find it ready, or wait for the same load. A failure is
+    logged here and reported again, to the caller, by the request that needs it."""
+
+    async def warm() -> None:
+        refreshes = {}
+        for entry in state.registry.list():
+            for target in (*entry.plan.primaries, *entry.plan.fallbacks):
+                if target.adapter.refresh is not None:
+                    refreshes[id(target.adapter)] = (entry.name, target.adapter.refresh)
+        results = await asyncio.gather(
+            *(refresh() for _, refresh in refreshes.values()), return_exceptions=True
+        )
+        for (route, _), result in zip(refreshes.values(), results, strict=True):
+            if isinstance(result, Exception):
+                logger.warning("route '%s': %s", route, result)
+
+    return asyncio.ensure_future(warm())
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def _freeze_heap(_: object = None) -> None:

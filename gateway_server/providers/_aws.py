@@ -7,11 +7,14 @@ loading a config does not pay for it:
   holding the exact bytes that will be sent. Signing needs the current time, so it is the one impure
   step of a Bedrock request; :class:`SigV4Signer` takes the clock as an argument (tests pass a fixed
   one) and runs it through SigV4Auth's public steps (canonical request, string to sign, signature).
+  It reads credentials already in memory and never does I/O.
 - **Credentials** come in MLflow's ``aws_config`` forms: static keys; the default credential chain
   (environment, shared files, container or instance metadata) through a botocore session; or a role
-  assumed with STS ``AssumeRole`` on top of that chain, refreshed by botocore's
-  ``RefreshableCredentials`` before it expires. Resolving and refreshing are blocking botocore
-  calls: they happen on the first request and then about once per session length, not per request.
+  assumed with STS ``AssumeRole`` on top of that chain, refreshed before it expires. Resolving and
+  refreshing are blocking botocore calls (files, instance metadata, STS): :class:`CredentialSource`
+  runs them only in :meth:`~CredentialSource.load`, which the server calls in a worker thread
+  (``asyncio.to_thread``) at start-up and again when the credentials are due for refresh, never on
+  the event loop.
 - **Event stream** (``application/vnd.amazon.eventstream``, ConverseStream's body) is decoded by
   :class:`botocore.eventstream.EventStreamBuffer`; :class:`EventStreamDecoder` only turns each message
   into the adapter's :class:`~gateway_server.providers.streaming.StreamEvent`.
@@ -19,6 +22,7 @@ loading a config does not pay for it:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import threading
 from collections.abc import Callable, Mapping
@@ -28,9 +32,10 @@ from gateway_server.errors import UpstreamProtocolError
 from gateway_server.providers.streaming import StreamEvent
 
 if TYPE_CHECKING:
-    from botocore.credentials import Credentials
+    from botocore.credentials import Credentials, ReadOnlyCredentials
 
 __all__ = [
+    "CredentialSource",
     "EventStreamDecoder",
     "SigV4Signer",
     "assumed_role_credentials",
@@ -50,32 +55,65 @@ def utc_now() -> dt.datetime:
 # ---------------------------------------------------------------- credentials
 
 
-def static_credentials(access_key: str, secret_key: str, token: str | None = None) -> Credentials:
-    from botocore.credentials import Credentials
+class CredentialSource:
+    """AWS credentials kept in memory for signing; resolved and refreshed only by :meth:`load`.
 
-    return Credentials(access_key, secret_key, token)
-
-
-class _CredentialSource:
-    """Credentials resolved on first use (never at config load), then cached."""
+    :meth:`load` makes the blocking botocore calls (a credential chain lookup, instance metadata,
+    STS); :meth:`refresh` runs it in a worker thread when :meth:`due` (never loaded, or inside the
+    refresh window of expiring credentials), one thread call at a time however many requests wait.
+    :meth:`frozen` hands the current keys to the signer without any I/O.
+    """
 
     def __init__(self, resolve: Callable[[], Credentials | None], what: str) -> None:
         self._resolve = resolve
         self._what = what
         self._credentials: Credentials | None = None
+        self._frozen: ReadOnlyCredentials | None = None
         self._lock = threading.Lock()
+        self._loading: asyncio.Future[None] | None = None
 
-    def get(self) -> Credentials:
-        if self._credentials is None:
-            with self._lock:
-                if self._credentials is None:
-                    self._credentials = self._resolve()
-        if self._credentials is None:
-            raise LookupError(f"no AWS credentials found in {self._what}")
-        return self._credentials
+    @classmethod
+    def static(cls, credentials: Credentials) -> CredentialSource:
+        source = cls(lambda: credentials, "the route's keys")
+        source.load()  # no I/O: the keys are in the config
+        return source
+
+    def load(self) -> None:
+        """Resolve (first time) and refresh if due: blocking; call it off the event loop."""
+        with self._lock:
+            if self._credentials is None:
+                self._credentials = self._resolve()
+            if self._credentials is None:
+                raise LookupError(f"no AWS credentials found in {self._what}")
+            self._frozen = self._credentials.get_frozen_credentials()  # refreshes when due
+
+    def due(self) -> bool:
+        if self._frozen is None:
+            return True
+        refresh_needed = getattr(self._credentials, "refresh_needed", None)  # expiring kinds only
+        return bool(refresh_needed is not None and refresh_needed())
+
+    async def refresh(self) -> None:
+        """:meth:`load` in a worker thread, when :meth:`due`; concurrent callers share one load."""
+        if not self.due():
+            return
+        if self._loading is None or self._loading.done():
+            self._loading = asyncio.ensure_future(asyncio.to_thread(self.load))
+        await asyncio.shield(self._loading)
+
+    def frozen(self) -> ReadOnlyCredentials:
+        if self._frozen is None:
+            raise LookupError(f"the AWS credentials from {self._what} are not loaded yet")
+        return self._frozen
 
 
-def default_chain_credentials(region: str) -> _CredentialSource:
+def static_credentials(access_key: str, secret_key: str, token: str | None = None) -> CredentialSource:
+    from botocore.credentials import Credentials
+
+    return CredentialSource.static(Credentials(access_key, secret_key, token))
+
+
+def default_chain_credentials(region: str) -> CredentialSource:
     """botocore's default chain (env, ~/.aws files, SSO, container and instance metadata)."""
 
     def resolve() -> Credentials | None:
@@ -83,7 +121,7 @@ def default_chain_credentials(region: str) -> _CredentialSource:
 
         return botocore.session.Session().get_credentials()
 
-    return _CredentialSource(
+    return CredentialSource(
         resolve,
         "the default credential chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws files, "
         "container or instance metadata)",
@@ -97,13 +135,14 @@ def assumed_role_credentials(
     *,
     assume_role: Callable[[], Mapping[str, Any]] | None = None,
     time_fetcher: Callable[[], dt.datetime] | None = None,
-) -> _CredentialSource:
+) -> CredentialSource:
     """Temporary credentials of ``role_arn`` (STS AssumeRole with the default chain's credentials).
 
     botocore's ``DeferredRefreshableCredentials`` calls ``assume_role`` on first use and again when
     less than a third of the session is left (at most 5 minutes before expiry: botocore's own
     15-minute default would refresh on every call for the 15-minute sessions MLflow defaults to).
-    ``assume_role`` returns STS's ``Credentials`` mapping; tests pass their own.
+    ``assume_role`` returns STS's ``Credentials`` mapping; tests pass their own. The refresh runs in
+    :meth:`CredentialSource.load`, in a worker thread, as soon as :meth:`CredentialSource.due`.
     """
 
     def resolve() -> Credentials:
@@ -128,7 +167,7 @@ def assumed_role_credentials(
         credentials._mandatory_refresh_timeout = min(120, advisory // 2)  # set per instance
         return credentials
 
-    return _CredentialSource(resolve, f"the role {role_arn}")
+    return CredentialSource(resolve, f"the role {role_arn}")
 
 
 def _sts_assume_role(role_arn: str, region: str, session_seconds: int) -> Callable[[], Mapping[str, Any]]:
@@ -155,7 +194,7 @@ class SigV4Signer:
 
     def __init__(
         self,
-        credentials: Callable[[], Credentials],
+        credentials: Callable[[], ReadOnlyCredentials],
         region: str,
         service: str = "bedrock",
         clock: Callable[[], dt.datetime] = utc_now,
@@ -170,7 +209,7 @@ class SigV4Signer:
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 
-        credentials = self._credentials().get_frozen_credentials()
+        credentials = self._credentials()  # in memory: signing does no I/O
         signer = SigV4Auth(credentials, self.service, self.region)
         request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
         timestamp = self.clock().astimezone(dt.UTC).strftime(SIGV4_TIMESTAMP)

@@ -23,7 +23,7 @@ A route type the provider does not offer inherits the default, which raises
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -145,6 +145,11 @@ class Adapter:
     # The exact upstream this adapter calls (``origin_of`` its base URL), set by each adapter's
     # ``__init__``: with the model name it keys the circuit breaker (breaker.upstream_key).
     origin: str = ""
+
+    # An adapter with state to load by I/O (Bedrock's AWS credentials) sets this to a coroutine
+    # function: the upstream client awaits it before building each request, the server at start-up.
+    # It does the I/O off the event loop and returns at once when nothing is due.
+    refresh: Callable[[], Awaitable[None]] | None = None
 
     def __init__(self, config: ProviderConfig, model_name: str | None) -> None:
         self.config = config

@@ -117,18 +117,17 @@ class BedrockConfig(ProviderConfig):
         return None
 
 
-def _credentials(config: AWSConfig) -> Callable[[], Any]:
+def _credentials(config: AWSConfig) -> _aws.CredentialSource:
     if config.aws_access_key_id is not None and config.aws_secret_access_key is not None:
         token = config.aws_session_token.get() if config.aws_session_token else None
-        static = _aws.static_credentials(
+        return _aws.static_credentials(
             config.aws_access_key_id.get(), config.aws_secret_access_key.get(), token
         )
-        return lambda: static
     if config.aws_role_arn is not None:
         return _aws.assumed_role_credentials(
             config.aws_role_arn, config.region, config.session_length_seconds
-        ).get
-    return _aws.default_chain_credentials(config.region).get
+        )
+    return _aws.default_chain_credentials(config.region)
 
 
 # Bedrock's error types (header ``x-amzn-ErrorType``) → the status the gateway's table sees.
@@ -183,8 +182,21 @@ class BedrockAdapter(Adapter, provider="bedrock"):
         if aws.aws_bearer_token is not None:
             self.bearer = f"Bearer {aws.aws_bearer_token.get()}"
         else:
-            self.signer = _aws.SigV4Signer(_credentials(aws), aws.region, "bedrock", clock)
+            self.credentials = _credentials(aws)
+            self.signer = _aws.SigV4Signer(self.credentials.frozen, aws.region, "bedrock", clock)
+            self.refresh = self._refresh_credentials  # the client awaits it before building a request
         self.family = _embedding_family(model_name or "")
+
+    async def _refresh_credentials(self) -> None:
+        """Resolve or refresh the AWS credentials in a worker thread when they are due (the first
+        call, then before expiry): the blocking botocore calls never run on the event loop."""
+        try:
+            await self.credentials.refresh()
+        except Exception as exc:  # botocore's NoCredentialsError, STS ClientError, LookupError, ...
+            raise UpstreamConnectionError(
+                f"cannot get AWS credentials for {self.display_name}: {type(exc).__name__}: {exc}",
+                provider=self.name,
+            ) from exc
 
     # ----------------------------------------------------------- requests
 

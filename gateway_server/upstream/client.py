@@ -79,6 +79,8 @@ class UpstreamClient:
         self, adapter: Adapter, route_type: RouteType, payload: dict[str, Any], timeout: float
     ) -> dict[str, Any]:
         try:  # the choke point: every error below leaves scrubbed (one try, no extra coroutine)
+            if adapter.refresh is not None:  # credentials due for a (threaded) refresh: Bedrock
+                await adapter.refresh()
             request = adapter.build_request(route_type, payload)
             try:
                 status, headers, raw = await self.transport.request(
@@ -138,6 +140,8 @@ class UpstreamClient:
         waiting for more). Nothing is yielded before the upstream has answered 2xx, so a failure
         before the first event raises like a normal call. ``timeout`` bounds the wait for the
         answer's head and each wait for the next bytes, not the stream's whole length."""
+        if adapter.refresh is not None:
+            await adapter.refresh()
         request = adapter.build_stream_request(route_type, payload)
         decoder = adapter.stream_decoder()
         read = adapter.read_stream

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 from typing import Any
 from unittest import mock
 
@@ -585,14 +587,68 @@ def test_assumed_role_credentials_refresh_before_expiry() -> None:
     source = _aws.assumed_role_credentials(
         "arn:aws:iam::1:role/r", "us-east-1", 900, assume_role=assume_role, time_fetcher=lambda: now[0]
     )
-    assert calls == []  # nothing happens before the first request
-    credentials = source.get()
-    assert credentials.get_frozen_credentials().token == "token-1"
+    assert calls == [] and source.due()  # nothing happens before the first load
+    with pytest.raises(LookupError, match="not loaded yet"):
+        source.frozen()  # signing never loads by itself
+    source.load()
+    assert source.frozen().token == "token-1" and not source.due()
     now[0] += dt.timedelta(seconds=500)  # 400 s left: more than a third of the session
-    assert credentials.get_frozen_credentials().access_key == "ASIA1"
-    now[0] += dt.timedelta(seconds=150)  # 250 s left: refresh
-    assert credentials.get_frozen_credentials().access_key == "ASIA2"
+    assert not source.due() and source.frozen().access_key == "ASIA1"
+    now[0] += dt.timedelta(seconds=150)  # 250 s left: due, and the signer keeps the old keys till loaded
+    assert source.due() and source.frozen().access_key == "ASIA1"
+    asyncio.run(source.refresh())
+    assert source.frozen().access_key == "ASIA2" and not source.due()
     assert len(calls) == 2
+
+
+def test_credentials_are_resolved_and_refreshed_off_the_event_loop() -> None:
+    """STS (here a call that blocks for 0.3 s) never stalls the loop: a ticker keeps its pace."""
+    now = [dt.datetime(2024, 1, 1, 0, 0, 0, tzinfo=dt.UTC)]
+    calls: list[float] = []
+
+    def assume_role() -> dict[str, Any]:
+        time.sleep(0.3)  # a blocking botocore call
+        calls.append(1)
+        return {
+            "AccessKeyId": f"ASIA{len(calls)}",
+            "SecretAccessKey": "s",
+            "SessionToken": "t",
+            "Expiration": now[0] + dt.timedelta(seconds=900),
+        }
+
+    config = BedrockConfig.model_validate(
+        {"aws_config": {"aws_region": "us-east-1", "aws_role_arn": "arn:aws:iam::1:role/r"}}
+    )
+    adapter = BedrockAdapter(config, MODEL, clock=lambda: MOMENT)
+    adapter.credentials = _aws.assumed_role_credentials(
+        "arn:aws:iam::1:role/r", "us-east-1", 900, assume_role=assume_role, time_fetcher=lambda: now[0]
+    )
+    adapter.signer = _aws.SigV4Signer(adapter.credentials.frozen, "us-east-1", "bedrock", lambda: MOMENT)
+
+    async def scenario() -> float:
+        gaps: list[float] = []
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            last = time.monotonic()
+            while not stop.is_set():
+                await asyncio.sleep(0.01)
+                gaps.append(time.monotonic() - last)
+                last = time.monotonic()
+
+        ticking = asyncio.ensure_future(ticker())
+        assert adapter.refresh is not None
+        await asyncio.gather(adapter.refresh(), adapter.refresh(), adapter.refresh())  # one load
+        now[0] += dt.timedelta(seconds=700)  # inside the refresh window
+        await adapter.refresh()
+        stop.set()
+        await ticking
+        return max(gaps)
+
+    assert asyncio.run(scenario()) < 0.2
+    assert len(calls) == 2
+    request = adapter.build_chat_request({"messages": [{"role": "user", "content": "x"}]})
+    assert "Credential=ASIA2/" in request.headers["Authorization"]
 
 
 def test_default_chain_reads_the_environment_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -602,6 +658,8 @@ def test_default_chain_reads_the_environment_on_first_use(monkeypatch: pytest.Mo
     adapter = _adapter_default_chain()
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDFROMENV")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "from-env")
+    assert adapter.refresh is not None
+    asyncio.run(adapter.refresh())  # what the upstream client does before building a request
     request = adapter.build_chat_request({"messages": [{"role": "user", "content": "x"}]})
     assert "Credential=AKIDFROMENV/" in request.headers["Authorization"]
 
@@ -618,8 +676,12 @@ def test_default_chain_without_credentials_is_a_clear_error(monkeypatch: pytest.
         "AWS_PROFILE",
     ):
         monkeypatch.delenv(name, raising=False)
+    adapter = _adapter_default_chain()
+    assert adapter.refresh is not None
     with pytest.raises(UpstreamConnectionError, match="no AWS credentials found"):
-        _adapter_default_chain().build_chat_request({"messages": [{"role": "user", "content": "x"}]})
+        asyncio.run(adapter.refresh())
+    with pytest.raises(UpstreamConnectionError, match="not loaded yet"):
+        adapter.build_chat_request({"messages": [{"role": "user", "content": "x"}]})
 
 
 def _adapter_default_chain() -> BedrockAdapter:
