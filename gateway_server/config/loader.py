@@ -57,13 +57,16 @@ def parse_config(text: str, path: str | None = None) -> GatewayConfig:
     try:
         data, lines = _read_yaml(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        if mark is not None:
+            line = mark.line + 1
+        else:  # a reader error (a control character, bad encoding): it knows its position only
+            line = text.count("\n", 0, getattr(exc, "position", 0) or 0) + 1
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(
             [ConfigIssue(f"not valid YAML: {problem}", path=path, line=line)], path=path
         ) from None
-    locator = _Locator(path, lines, data)
+    locator = _Locator(path, lines, data, file_start=1)
     if not isinstance(data, dict):
         locator.fail([((), "the file must be a mapping with a 'routes:' (or 'endpoints:') list")])
     top = "endpoints" if "endpoints" in data and "routes" not in data else "routes"
@@ -342,10 +345,13 @@ def _model_class(annotation: Any) -> Any:
 class _Locator:
     """Turns a pydantic location into file, line, route name and field."""
 
-    def __init__(self, path: str | None, lines: dict[tuple[Any, ...], int], data: Any) -> None:
+    def __init__(
+        self, path: str | None, lines: dict[tuple[Any, ...], int], data: Any, file_start: int | None = None
+    ) -> None:
         self.path = path
         self.lines = lines
         self.data = data
+        self.file_start = file_start  # the line of an issue about a whole file (none for request data)
 
     def _line(self, loc: tuple[Any, ...]) -> int | None:
         for end in range(len(loc), -1, -1):
@@ -353,7 +359,7 @@ class _Locator:
             for candidate in (prefix, tuple("endpoint_type" if p == "route_type" else p for p in prefix)):
                 if candidate in self.lines:
                     return self.lines[candidate]
-        return None
+        return self.file_start  # about the file as a whole (empty, or not a mapping)
 
     def issue(self, loc: tuple[Any, ...], message: str) -> ConfigIssue:
         route = None
