@@ -132,7 +132,6 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._concurrency = limits.concurrency()
         self.limit_concurrency = None  # uvicorn's check answers plain text; ours, the envelope
         self._head_bytes = 0  # bytes read since the current request's head began
-        self._header_count = 0
         self._reading_head = True  # False from the end of a request's headers to the end of its body
         self._head_error: GatewayError | None = None
         self._deadline: asyncio.TimerHandle | None = None  # the header or body timer, when armed
@@ -172,21 +171,16 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         elif self._deadline is None and self.cycle is not None and self.cycle.more_body:
             self._deadline = self.loop.call_later(self._body_timeout, self._body_timed_out)
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count > self._max_headers:
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        self._head_bytes = 0
+        self._cancel_deadline()
+        if len(self.headers) > self._max_headers:  # counted once here, not per header line
             self._head_error = InvalidRequestError(
                 f"The request has more than {self._max_headers} header lines, the most this gateway accepts.",
                 status_code=431,
             )
-            raise _HeadTooLarge
-        super().on_header(name, value)
-
-    def on_headers_complete(self) -> None:
-        self._reading_head = False
-        self._head_bytes = 0
-        self._header_count = 0
-        self._cancel_deadline()
+            raise _HeadTooLarge  # the parser fails, and send_400_response answers the 431
         if len(self.tasks) >= self._concurrency:
             app, self.app = self.app, _overloaded
             try:

@@ -328,17 +328,27 @@ class ConnectionPool:
             context = self._ssl
         max_body = self._max_body
         try:
-            sock = await open_socket(self._loop, self._resolver, target.host, target.port)
-            try:
+            opened = await open_socket(self._loop, self._resolver, target.host, target.port)
+            server_hostname = target.host if context else None
+            if isinstance(opened, tuple):  # one address: the loop connects to it
                 _, conn = await self._loop.create_connection(
                     lambda: _Connection(self._loop, max_body),
-                    sock=sock,
+                    opened[0],
+                    opened[1],
                     ssl=context,
-                    server_hostname=target.host if context else None,
+                    server_hostname=server_hostname,
                 )
-            except BaseException:
-                sock.close()
-                raise
+            else:
+                try:
+                    _, conn = await self._loop.create_connection(
+                        lambda: _Connection(self._loop, max_body),
+                        sock=opened,
+                        ssl=context,
+                        server_hostname=server_hostname,
+                    )
+                except BaseException:
+                    opened.close()
+                    raise
         except OSError as exc:  # socket.gaierror and ssl.SSLError are OSErrors too
             raise ConnectError(exc.errno, exc.strerror or str(exc)) from exc
         conn.key = target.key  # type: ignore[attr-defined]

@@ -472,11 +472,24 @@ def test_happy_eyeballs_falls_through_to_the_address_that_answers() -> None:
 
 def test_the_resolver_cache_expires() -> None:
     async def test() -> None:
-        resolver = Resolver(asyncio.get_running_loop(), ttl=0.05)
-        first = await resolver.resolve("127.0.0.1", 80)
-        assert await resolver.resolve("127.0.0.1", 80) is first
+        loop = asyncio.get_running_loop()
+        calls: list[str] = []
+
+        async def getaddrinfo(host: str, port: int, **_: Any) -> list[Any]:
+            calls.append(host)
+            await asyncio.sleep(0.01)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+        loop.getaddrinfo = getaddrinfo  # type: ignore[method-assign]
+        resolver = Resolver(loop, ttl=0.05)
+        together = await asyncio.gather(*(resolver.resolve("upstream.test", 80) for _ in range(10)))
+        assert calls == ["upstream.test"] and all(infos == together[0] for infos in together)
+        assert await resolver.resolve("upstream.test", 80) is together[0]  # cached
         await asyncio.sleep(0.06)
-        assert await resolver.resolve("127.0.0.1", 80) is not first
+        await resolver.resolve("upstream.test", 80)
+        assert calls == ["upstream.test"] * 2  # expired: looked up again
+        assert (await resolver.resolve("::1", 443))[0][4] == ("::1", 443, 0, 0)  # literals: no lookup
+        assert calls == ["upstream.test"] * 2
 
     run(test)
 
