@@ -206,7 +206,7 @@ def _package_item(calls: int, period_seconds: int) -> limits.RateLimitItem:
     return RateLimitItemPerSecond(calls, period_seconds, namespace="gateway")
 
 
-def wait_for_room(calls: int, previous: int, current: int, left: float, period: float) -> float:
+def wait_for_room(calls: int, previous: float, current: float, left: float, period: float) -> float:
     """Seconds until a refused caller's next call is admitted, if nobody else calls meanwhile.
 
     The sliding window admits a call while ``previous * share + current + 1 <= calls``, where

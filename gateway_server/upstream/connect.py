@@ -24,7 +24,7 @@ from asyncio.staggered import staggered_race
 from collections.abc import Iterable
 from functools import partial
 from typing import Any
-from urllib.request import proxy_bypass_environment
+from urllib import request as _urllib_request
 
 __all__ = [
     "DNS_TTL",
@@ -53,7 +53,9 @@ def proxy_refusal(host: str, environ: Any = None) -> str | None:
     if not proxy:
         return None
     no_proxy = environ.get("NO_PROXY") or environ.get("no_proxy") or ""
-    if no_proxy and proxy_bypass_environment(host, {"no": no_proxy}):
+    # urllib's own NO_PROXY matching (suffixes, ports, "*"), the rules httpx and requests follow too
+    bypass = _urllib_request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if no_proxy and bypass(host, {"no": no_proxy}):
         return None
     return (
         f"HTTPS_PROXY is set, but the gateway's own upstream client (transport 'pool') does not use "

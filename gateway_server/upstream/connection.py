@@ -50,7 +50,7 @@ class Headers(dict[str, str]):
 
     __slots__ = ()
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         return dict.get(self, name.lower(), default)
 
     def __getitem__(self, name: str) -> str:
@@ -318,4 +318,4 @@ class _Deflate:
         return self._inner.decompress(data, max_length)  # type: ignore[no-any-return]
 
     def flush(self) -> bytes:
-        return self._inner.flush() if self._inner is not None else b""  # type: ignore[no-any-return]
+        return self._inner.flush() if self._inner is not None else b""

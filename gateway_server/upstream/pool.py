@@ -351,9 +351,9 @@ class ConnectionPool:
                     raise
         except OSError as exc:  # socket.gaierror and ssl.SSLError are OSErrors too
             raise ConnectError(exc.errno, exc.strerror or str(exc)) from exc
-        conn.key = target.key  # type: ignore[attr-defined]
-        self._live.add(conn)  # type: ignore[arg-type]
-        return conn  # type: ignore[return-value]
+        conn.key = target.key
+        self._live.add(conn)
+        return conn
 
     def _release(self, conn: _Connection) -> None:
         conn.disarm()
