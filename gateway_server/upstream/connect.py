@@ -24,7 +24,6 @@ from asyncio.staggered import staggered_race
 from collections.abc import Iterable
 from functools import partial
 from typing import Any
-from urllib import request as _urllib_request
 
 __all__ = [
     "DNS_TTL",
@@ -53,8 +52,10 @@ def proxy_refusal(host: str, environ: Any = None) -> str | None:
     if not proxy:
         return None
     no_proxy = environ.get("NO_PROXY") or environ.get("no_proxy") or ""
-    # urllib's own NO_PROXY matching (suffixes, ports, "*"), the rules httpx and requests follow too
-    bypass = _urllib_request.proxy_bypass_environment  # type: ignore[attr-defined]
+    # urllib's own NO_PROXY matching (suffixes, ports, "*"); imported only when a proxy is set
+    from urllib import request as urllib_request
+
+    bypass = urllib_request.proxy_bypass_environment  # type: ignore[attr-defined]
     if no_proxy and bypass(host, {"no": no_proxy}):
         return None
     return (
