@@ -78,7 +78,14 @@ def _check(response: Any, label: str) -> None:
             raise AssertionError(
                 f"{label}: {response.status_code} is not JSON: {response.text[:300]!r}"
             ) from None
-        assert isinstance(payload, dict) and set(payload) == ENVELOPE_KEYS, f"{label}: {payload!r}"
+        assert isinstance(payload, dict), f"{label}: {payload!r}"
+        if "/v1/messages" in label:  # the Anthropic protocol's own error shape (docs/agents.md)
+            assert payload.get("type") == "error" and {"type", "message"} <= set(payload["error"]), label
+            return
+        if "/v1/responses" in label:  # the OpenAI Responses protocol's error shape
+            assert {"message", "type"} <= set(payload["error"]), f"{label}: {payload!r}"
+            return
+        assert set(payload) == ENVELOPE_KEYS, f"{label}: {payload!r}"
         error = payload["error"]
         assert {"message", "type", "code"} <= set(error) and error["code"] == response.status_code, label
 
