@@ -1,6 +1,7 @@
-"""Run the gateway under uvicorn: uvloop + httptools explicitly (SPEC §1), one process or N workers.
+"""Run the gateway under uvicorn: uvloop + httptools explicitly, one process or N workers.
 
-The config is validated before anything listens, and the Redis of ``server.shared_state`` (if
+The config is validated before anything listens, the address is bound before the "serving"
+line is printed (``listen.py``: a port in use is one clear error), and the Redis of ``server.shared_state`` (if
 any) must answer a PING. With one worker the already-validated app is
 served directly; with several, uvicorn's supervisor starts workers that each build the app from
 ``GATEWAYCTL_CONFIG``. SIGTERM/SIGINT stop accepting and let in-flight requests finish for up to
@@ -14,6 +15,7 @@ import logging
 import logging.config
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +28,7 @@ from gateway_server.auth import ALLOW_UNAUTHENTICATED_ADMIN_ENV
 from gateway_server.config import load_config
 from gateway_server.http_protocol import CoalescingHttpToolsProtocol
 from gateway_server.limits import check_workers
+from gateway_server.listen import bind, display_address
 from gateway_server.reload import RELOAD_INTERVAL
 from gateway_server.shared import check_reachable
 
@@ -81,19 +84,31 @@ def run(  # noqa: PLR0913 - one parameter per `serve` option
     }
     if allow_unauthenticated_admin:
         _warn_unauthenticated_admin(has_keys=config.auth is not None)
-    logger.info("serving %d route(s) from %s on http://%s:%d", len(config.routes), config_path, host, port)
-    if workers > 1:
-        os.environ[CONFIG_ENV] = os.path.abspath(config_path)
-        # The worker factory's only channel; a single process gets the flag as an attribute below.
-        os.environ[ALLOW_UNAUTHENTICATED_ADMIN_ENV] = "1" if allow_unauthenticated_admin else "0"
-        _supervise(
-            uvicorn.Config("gateway_server.app:create_app_from_env", factory=True, workers=workers, **common)
-        )
-        return
-    app = create_app(config, reload_interval=reload_interval or None, freeze_heap=True)
-    app.state.auth.allow_unauthenticated_admin = allow_unauthenticated_admin
-    with _signals_end_cleanly():
-        uvicorn.Server(uvicorn.Config(app, **common)).run()
+    sock = bind(host, port)  # raises ListenError (its own exit code) before anything is announced
+    sock.listen(2048)  # uvicorn's backlog: connections from now on wait for the server, not refused
+    bound_port = sock.getsockname()[1]
+    logger.info(
+        "serving %d route(s) from %s on http://%s",
+        len(config.routes),
+        config_path,
+        display_address(host, bound_port),
+    )
+    with sock:  # closed however serving ends (uvicorn leaves it open after a failed start-up)
+        if workers > 1:
+            os.environ[CONFIG_ENV] = os.path.abspath(config_path)
+            # The worker factory's only channel; a single process gets the flag as an attribute below.
+            os.environ[ALLOW_UNAUTHENTICATED_ADMIN_ENV] = "1" if allow_unauthenticated_admin else "0"
+            _supervise(
+                uvicorn.Config(
+                    "gateway_server.app:create_app_from_env", factory=True, workers=workers, **common
+                ),
+                sock,
+            )
+            return
+        app = create_app(config, reload_interval=reload_interval or None, freeze_heap=True)
+        app.state.auth.allow_unauthenticated_admin = allow_unauthenticated_admin
+        with _signals_end_cleanly():
+            uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
 
 
 def _log_config() -> dict[str, Any]:
@@ -104,7 +119,7 @@ def _log_config() -> dict[str, Any]:
     return config
 
 
-def _supervise(config: uvicorn.Config) -> None:
+def _supervise(config: uvicorn.Config, sock: socket.socket) -> None:
     """Run ``config.workers`` worker processes on one listening socket, as ``uvicorn.run`` does,
     except that the parent closes its copy of the socket as soon as shutdown begins.
 
@@ -122,7 +137,7 @@ def _supervise(config: uvicorn.Config) -> None:
                 sock.close()
             super().terminate_all()
 
-    Supervisor(config, sockets=[config.bind_socket()]).run()
+    Supervisor(config, sockets=[sock]).run()
 
 
 @contextmanager
