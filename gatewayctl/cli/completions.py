@@ -60,7 +60,10 @@ def _param(param: Any, ctx: Any) -> _Param:
     takes_value = not (is_option and param.is_flag)
     choices = tuple(item.value for item in param.shell_complete(ctx, "") if item.type == "plain")
     return _Param(
-        names=tuple(param.opts + param.secondary_opts) if is_option else (),
+        # Sorted: the help option's spellings come from a set (their order changes per process).
+        names=tuple(sorted(param.opts + param.secondary_opts, key=lambda n: (len(n), n)))
+        if is_option
+        else (),
         help=_first_sentence(getattr(param, "help", None)),
         takes_value=takes_value,
         repeatable=bool(param.multiple or param.nargs == -1),

@@ -117,10 +117,49 @@ def test_warnings_are_printed_but_do_not_fail(
     assert json.loads(json_result.stdout)["data"]["files"][0]["warnings"] == [warning.to_dict()]
 
 
-def test_missing_file_is_a_usage_error(cli: Cli, tmp_path: Path) -> None:
-    result = cli("validate", str(tmp_path / "nope.yaml"))
+def test_missing_file_is_a_problem_of_that_file_and_the_others_are_still_checked(
+    cli: Cli, tmp_path: Path
+) -> None:
+    good = write(tmp_path, "good.yaml", FAKE_CONFIG)
+    missing = str(tmp_path / "nope.yaml")
+    result = cli("validate", missing, good)
+    assert result.exit_code == 3
+    assert f"{missing}: config file not found" in result.stdout
+    assert f"{good}: OK (3 routes)" in result.stderr
+
+
+def test_json_output_is_json_for_a_directory_a_missing_path_and_a_good_file(cli: Cli, tmp_path: Path) -> None:
+    good = write(tmp_path, "good.yaml", FAKE_CONFIG)
+    missing = str(tmp_path / "nope.yaml")
+    result = cli("validate", "-o", "json", str(tmp_path), missing, good)
+    assert result.exit_code == 3
+    files = json.loads(result.stdout)["data"]["files"]  # never a usage box
+    assert [(f["path"], f["valid"]) for f in files] == [
+        (str(tmp_path), False),
+        (missing, False),
+        (good, True),
+    ]
+    assert "is a directory" in files[0]["issues"][0]["message"]
+    assert "not found" in files[1]["issues"][0]["message"]
+
+
+def test_json_output_with_no_file_is_a_json_usage_error_on_stderr(cli: Cli) -> None:
+    result = cli("validate", "--output", "json")
     assert result.exit_code == 2
-    assert "does not exist" in result.stderr
+    assert result.stdout == ""
+    error = json.loads(result.stderr)["error"]
+    assert error["type"] == "usage_error" and error["exit_code"] == 2
+    assert "CONFIG" in error["message"]
+
+
+def test_a_config_is_read_from_stdin_with_a_dash(cli: Cli) -> None:
+    result = cli("validate", "-", input=FAKE_CONFIG)
+    assert result.exit_code == 0, result.output
+    assert "<stdin>: OK (3 routes)" in result.stderr
+    bad = cli("validate", "-o", "json", "-", input="routes:\n  - name: x\n    route_typ: llm/v1/chat\n")
+    assert bad.exit_code == 3
+    issues = json.loads(bad.stdout)["data"]["files"][0]["issues"]
+    assert ("<stdin>", 3, "route_typ") in [(i["path"], i["line"], i["field"]) for i in issues]
 
 
 def test_secret_values_never_appear(cli: Cli, tmp_path: Path) -> None:
