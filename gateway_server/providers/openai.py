@@ -25,7 +25,7 @@ from gateway_server.providers.base import (
     origin_of,
     reason_from_body,
 )
-from gateway_server.providers.streaming import StreamEvent
+from gateway_server.providers.streaming import SSEDecoder, StreamEvent
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
 
@@ -150,17 +150,29 @@ class OpenAIWireAdapter(Adapter):
 
     def build_stream_request(self, route_type: RouteType, payload: dict[str, Any]) -> UpstreamRequest:
         request = super().build_stream_request(route_type, payload)
+        request.body["stream_options"] = {**(request.body.get("stream_options") or {}), "include_usage": True}
+        # Without include_usage OpenAI sends no usage in a stream at all, and the gateway's final
+        # chunk carries the usage; parse_stream_event puts it where the caller expects it.
         request.body["stream"] = True
-        # Without this OpenAI sends no usage in a stream; the last chunk must carry it (SPEC §3).
-        options = request.body.get("stream_options") or {}
-        request.body["stream_options"] = {**options, "include_usage": True}
         return request
+
+    def stream_decoder(self) -> SSEDecoder:
+        return _EndingDecoder()
 
     def parse_stream_event(
         self, route_type: RouteType, event: StreamEvent, state: dict[str, Any]
     ) -> list[dict[str, Any]]:
+        """One standard chunk per OpenAI event, with the usage where the caller expects it.
+
+        OpenAI ends an ``include_usage`` stream with a separate chunk whose ``choices`` is empty.
+        The gateway asks for it on every stream (usage counts, limits, metrics), but a caller who
+        did not ask would crash on that chunk in the usual ``chunk["choices"][0]`` loop. So unless
+        the caller set ``stream_options.include_usage`` itself, the chunks that finish a choice are
+        held until the usage arrives and the last of them carries it: the final chunk has its
+        choice and the usage. A chunk with no choices and no usage carries nothing and is dropped.
+        """
         if event.data == "[DONE]":
-            return []
+            return state.pop("held", [])  # an upstream that sent no usage: release what was held
         data = orjson.loads(event.data)
         if "error" in data:  # OpenAI reports a failure after the first byte as an event
             reason = reason_from_body(data, "error event in the stream")
@@ -173,7 +185,23 @@ class OpenAIWireAdapter(Adapter):
         for key in ("id", "created", "usage", "system_fingerprint"):
             if data.get(key) is not None:
                 chunk[key] = data[key]
-        return [chunk]
+        if not chunk["choices"] and "usage" not in chunk:
+            return []
+        if _caller_asked_usage(state):
+            return [chunk]
+        if not chunk["choices"]:  # the usage-only chunk: onto the held final chunk(s)
+            held = state.pop("held", None)
+            if not held:  # no finishing chunk seen: give the usage an empty choice to stand on
+                empty: dict[str, Any] = {"delta": {}} if route_type is RouteType.CHAT else {"text": ""}
+                chunk["choices"] = [{"index": 0, **empty, "finish_reason": None}]
+                return [chunk]
+            held[-1]["usage"] = chunk["usage"]
+            return held
+        if "usage" not in chunk and any(choice.get("finish_reason") for choice in chunk["choices"]):
+            state.setdefault("held", []).append(chunk)
+            return []
+        held = state.pop("held", None)
+        return [*held, chunk] if held else [chunk]
 
     # OpenAI already answers in the standard shapes; parsing checks the shape and keeps only
     # documented fields, so a drifting upstream fails loudly instead of leaking odd keys.
@@ -271,3 +299,34 @@ def _with_envelope(
     if body.get("created"):
         result["created"] = body["created"]
     return result
+
+
+def _caller_asked_usage(state: dict[str, Any]) -> bool:
+    """Whether the caller's own request set ``stream_options.include_usage`` (asked once a stream)."""
+    asked = state.get("caller_asked_usage")
+    if asked is None:
+        options = (state.get("payload") or {}).get("stream_options")
+        asked = state["caller_asked_usage"] = isinstance(options, dict) and bool(options.get("include_usage"))
+    return asked
+
+
+class _EndingDecoder(SSEDecoder):
+    """SSE, plus a ``[DONE]`` at the end of a body that had none, so held chunks always go out."""
+
+    __slots__ = ("_done",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._done = False
+
+    def feed(self, chunk: bytes) -> list[StreamEvent]:
+        events = super().feed(chunk)
+        if events and events[-1].data == "[DONE]":
+            self._done = True
+        return events
+
+    def close(self) -> list[StreamEvent]:
+        events = super().close()
+        if not self._done and not (events and events[-1].data == "[DONE]"):
+            events.append(StreamEvent("[DONE]"))
+        return events

@@ -129,7 +129,7 @@ class UpstreamClient:
         request = adapter.build_stream_request(route_type, payload)
         decoder = adapter.stream_decoder()
         parse = adapter.parse_stream_event
-        state: dict[str, Any] = {}
+        state: dict[str, Any] = {"payload": payload}  # the caller's request, for the adapter to read
         response = None
         streaming = False
         try:
