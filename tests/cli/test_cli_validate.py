@@ -239,3 +239,75 @@ routes:
     assert result.exit_code == 0
     assert f"{path}:4: route 'chat': model.config.openai_api_key:" in result.stderr
     assert "did you mean '$OPENAI_API_KEY'?" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            'routes:\n  - name: "chat\n    route_type: llm/v1/chat\n    model: {provider: fake}\n',
+            ["x.yaml:2: not valid YAML: a quoted string starts here and is never closed"],
+            id="unterminated-quote",
+        ),
+        pytest.param(
+            "routes:\n  - name: a\n    route_type: llm/v1/chta\n    model: {provider: fake, name: x}\n"
+            "    fallbacks: [{provider: fake, name: y}]\n",
+            [
+                "x.yaml:3: route 'a': route_type: must be one of 'llm/v1/chat', 'llm/v1/completions' or "
+                "'llm/v1/embeddings'; did you mean 'llm/v1/chat'?"
+            ],
+            id="misspelt-route-type",
+        ),
+        pytest.param(
+            "routes:\n  - name: b\n    route_type: llm/v1/chat\n"
+            "    model: {provider: opneai, name: x, config: {openai_api_key: k}}\n",
+            ["x.yaml:4: route 'b': model.provider: unknown provider 'opneai'; did you mean 'openai'?"],
+            id="misspelt-provider",
+        ),
+        pytest.param(
+            "routes:\n  - name: c\n    route_type: llm/v1/chat\n    model: openai\n",
+            [
+                "x.yaml:4: route 'c': model: 'openai' is a provider name, but a model is a mapping of "
+                "provider, name and config, e.g. {provider: openai, name: MODEL-NAME, config: {...}} "
+                "(see docs/providers.md)"
+            ],
+            id="model-as-a-string",
+        ),
+        pytest.param(
+            "routes:\n  - name: d\n    route_type: llm/v1/embeddings\n"
+            "    model: {provider: anthropic, name: c, config: {anthropic_api_key: k}}\n",
+            [
+                "x.yaml:4: route 'd': model.provider: provider 'anthropic' does not offer llm/v1/embeddings "
+                "(it offers llm/v1/chat, llm/v1/completions), so this model could never serve this route"
+            ],
+            id="primary-model-lacks-the-route-type",
+        ),
+    ],
+)
+def test_validate_messages_one_per_problem_where_the_problem_is(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, expected: list[str]
+) -> None:
+    write(tmp_path, "x.yaml", text)
+    monkeypatch.chdir(tmp_path)
+    result = cli("validate", "x.yaml")
+    assert result.exit_code == 3
+    assert result.stdout.splitlines() == expected
+
+
+def test_top_level_x_keys_are_allowed_for_yaml_anchors(cli: Cli, tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "anchors.yaml",
+        "x-fake: &fake {provider: fake, name: fake-chat, config: {}}\n"
+        "x-notes: anything the file wants to keep\n"
+        "routes:\n"
+        "  - {name: a, route_type: llm/v1/chat, model: *fake}\n"
+        "  - {name: b, route_type: llm/v1/chat, model: *fake}\n",
+    )
+    result = cli("validate", path)
+    assert result.exit_code == 0, result.output
+    assert "OK (2 routes)" in result.stderr
+    nested = write(
+        tmp_path, "nested.yaml", FAKE_CONFIG.replace("  - name: chat\n", "  - name: chat\n    x-note: no\n")
+    )
+    assert cli("validate", nested).exit_code == 3  # only at the top level
