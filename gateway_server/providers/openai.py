@@ -172,7 +172,8 @@ class OpenAIWireAdapter(Adapter):
         choice and the usage. A chunk with no choices and no usage carries nothing and is dropped.
         """
         if event.data == "[DONE]":
-            return state.pop("held", [])  # an upstream that sent no usage: release what was held
+            held: list[dict[str, Any]] = state.pop("held", [])  # no usage came: release what was held
+            return held
         data = orjson.loads(event.data)
         if "error" in data:  # OpenAI reports a failure after the first byte as an event
             reason = reason_from_body(data, "error event in the stream")
@@ -190,18 +191,18 @@ class OpenAIWireAdapter(Adapter):
         if _caller_asked_usage(state):
             return [chunk]
         if not chunk["choices"]:  # the usage-only chunk: onto the held final chunk(s)
-            held = state.pop("held", None)
-            if not held:  # no finishing chunk seen: give the usage an empty choice to stand on
+            finishing: list[dict[str, Any]] = state.pop("held", [])
+            if not finishing:  # no finishing chunk seen: give the usage an empty choice to stand on
                 empty: dict[str, Any] = {"delta": {}} if route_type is RouteType.CHAT else {"text": ""}
                 chunk["choices"] = [{"index": 0, **empty, "finish_reason": None}]
                 return [chunk]
-            held[-1]["usage"] = chunk["usage"]
-            return held
+            finishing[-1]["usage"] = chunk["usage"]
+            return finishing
         if "usage" not in chunk and any(choice.get("finish_reason") for choice in chunk["choices"]):
             state.setdefault("held", []).append(chunk)
             return []
-        held = state.pop("held", None)
-        return [*held, chunk] if held else [chunk]
+        before: list[dict[str, Any]] = state.pop("held", [])
+        return [*before, chunk]
 
     # OpenAI already answers in the standard shapes; parsing checks the shape and keeps only
     # documented fields, so a drifting upstream fails loudly instead of leaking odd keys.

@@ -35,15 +35,22 @@ class _Root(HelpGroup):
             output.report_error(exc, debug=bool(ctx.params.get("debug")), as_json=as_json)
             raise typer.Exit(exit_code_for(exc)) from exc
 
-    def main(  # type: ignore[override]
-        self, args: Sequence[str] | None = None, *pos: Any, standalone_mode: bool = True, **extra: Any
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         self.argv = argv  # a group is built per run (Typer), so this is this run's command line
+        options: dict[str, Any] = {"prog_name": prog_name, "complete_var": complete_var, **extra}
         if not standalone_mode:
-            return super().main(argv, *pos, standalone_mode=False, **extra)
+            return super().main(argv, standalone_mode=False, **options)
         try:
-            code = super().main(argv, *pos, standalone_mode=False, **extra)
+            code = super().main(argv, standalone_mode=False, **options)
         except ClickException as exc:  # usage errors: exit 2, in the format asked for
             if output.json_requested(argv):
                 output.report_usage_error(exc)

@@ -22,7 +22,7 @@ HELP_OPTION_NAMES = ["-h", "--help"]
 
 
 def _is_option(param: Any) -> bool:
-    return param.param_type_name == "option"
+    return bool(param.param_type_name == "option")
 
 
 def label(param: Any) -> str:
@@ -82,7 +82,8 @@ def _record(param: Any, ctx: Any) -> tuple[str, str] | None:
 
 
 def _format_params(command: Any, ctx: Any, formatter: Any) -> None:
-    arguments, options = [], []
+    arguments: list[tuple[str, str]] = []
+    options: list[tuple[str, str]] = []
     for param in command.get_params(ctx):
         record = _record(param, ctx)
         if record is not None:
@@ -138,7 +139,7 @@ def house_style(command: Any) -> Any:
         command.__class__ = HelpCommand
     elif type(command) is TyperGroup:
         command.__class__ = HelpGroup
-        for sub in command.commands.values():  # type: ignore[attr-defined]
+        for sub in command.commands.values():
             house_style(sub)
-    command.rich_markup_mode = None  # type: ignore[attr-defined]
+    command.rich_markup_mode = None
     return command
