@@ -169,14 +169,18 @@ async def _send_metrics(state: GatewayState, send: Any) -> None:
 
 def build_api(state: GatewayState) -> ASGIApp:
     """The FastAPI app for listing, admin and docs (and /health, /metrics in its OpenAPI), on ``state``."""
-    from fastapi import FastAPI
+    # FastAPI's own /docs and /redoc load their scripts from a CDN; these pages are the same with
+    # the assets (Swagger UI 5, ReDoc) shipped in fastapi-offline and served by the gateway, so
+    # the docs render on a network without internet.
+    from fastapi_offline import FastAPIOffline
 
     from gateway_server.api.errors import install_error_handlers
     from gateway_server.api.openapi import install_openapi
     from gateway_server.api.routes_crud import router as routes_router
     from gateway_server.api.usage import router as usage_router
 
-    api = FastAPI(
+    api = FastAPIOffline(
+        static_url="/docs/assets",
         title="gatewayctl gateway",
         description="An LLM gateway compatible with the MLflow AI Gateway API and the OpenAI API.",
         version=_version(),

@@ -87,3 +87,11 @@ def test_docs_cli_says_how_to_install_each_completion_script() -> None:
     text = (DOCS / "cli.md").read_text(encoding="utf-8")
     for shell in ("bash", "zsh", "fish"):
         assert f"gatewayctl completion {shell} >" in text, shell
+
+
+def test_docs_stand_alone_without_design_note_references() -> None:
+    # Readers do not have the project's design notes: say the fact, or link inside docs/.
+    for path in [*sorted(DOCS.glob("*.md")), DOCS.parent / "README.md"]:
+        text = path.read_text(encoding="utf-8")
+        found = re.findall(r"\b(?:SPEC|STYLE)(?:\.md)?\s*§\s*[\d.]+", text)
+        assert not found, f"{path.name}: {found}"

@@ -114,7 +114,8 @@ async def _read_body(scope: dict[str, Any], receive: Any, limit: int) -> bytes:
                 raise InvalidRequestError("The Content-Length header is not a number.") from None
             if declared > limit:
                 raise PayloadTooLargeError(
-                    f"The request body is {declared} bytes; this gateway accepts at most {limit}."
+                    f"The request body is {declared} bytes; this gateway accepts at most {limit} "
+                    "(server.max_request_bytes in its config)."
                 )
             break
     chunks = []
@@ -126,7 +127,8 @@ async def _read_body(scope: dict[str, Any], receive: Any, limit: int) -> bytes:
             size += len(chunk)
             if size > limit:
                 raise PayloadTooLargeError(
-                    f"The request body is larger than {limit} bytes, the most this gateway accepts."
+                    f"The request body is larger than {limit} bytes, the most this gateway accepts "
+                    "(server.max_request_bytes in its config)."
                 )
             chunks.append(chunk)
         if not message.get("more_body", False):

@@ -386,7 +386,8 @@ class AuthConfig(_Strict):
 class ServerConfig(_Strict):
     shared_state: str | None = None
     max_request_bytes: int = Field(default=1024 * 1024, gt=0)
-    cors_origins: list[str] = Field(default_factory=list)
+    # No cors_origins: browsers are not callers this gateway serves directly (its keys would be in
+    # the page). A strict config refuses the key rather than accept one that does nothing.
     # pool: our HTTP/1.1 client (fastest); httpx: proxies from the environment, HTTP/2 (docs/operations.md).
     upstream_transport: Literal["pool", "httpx"] = "pool"
     # The embedded usage store (no shared_state): a SQLite file, relative to the config's folder;

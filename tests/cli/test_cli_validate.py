@@ -311,3 +311,10 @@ def test_top_level_x_keys_are_allowed_for_yaml_anchors(cli: Cli, tmp_path: Path)
         tmp_path, "nested.yaml", FAKE_CONFIG.replace("  - name: chat\n", "  - name: chat\n    x-note: no\n")
     )
     assert cli("validate", nested).exit_code == 3  # only at the top level
+
+
+def test_server_keys_that_do_nothing_are_refused(cli: Cli, tmp_path: Path) -> None:
+    path = write(tmp_path, "cors.yaml", FAKE_CONFIG + "server:\n  cors_origins: ['https://app.example']\n")
+    result = cli("validate", path)
+    assert result.exit_code == 3
+    assert "server.cors_origins: unknown key 'cors_origins'" in result.stdout
