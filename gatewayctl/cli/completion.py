@@ -17,6 +17,7 @@ class Shell(StrEnum):
 
 
 def completion(
+    ctx: typer.Context,
     shell: Annotated[Shell, typer.Argument(metavar="bash|zsh|fish", help="The shell to complete in.")],
 ) -> None:
     """Print the completion script for a shell; see docs/cli.md for where to put it.
@@ -32,6 +33,6 @@ def completion(
       gatewayctl completion fish > ~/.config/fish/completions/gatewayctl.fish
       source <(gatewayctl completion bash)
     """
-    from gatewayctl.cli.completions import render
+    from gatewayctl.cli.completion_scripts import render_tree, tree_of
 
-    typer.echo(render(shell.value), nl=False)
+    typer.echo(render_tree(shell.value, tree_of(ctx.find_root().command)), nl=False)
