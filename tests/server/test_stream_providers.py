@@ -17,7 +17,7 @@ from gateway_server.app import create_app
 from gateway_server.config import parse_config
 from gateway_server.providers.catalog import CATALOG, ProviderSpec
 from gateway_server.routes import RouteType
-from gateway_server.testing import Fault, serve_in_thread
+from gateway_server.testing import FakeOpenAI, Fault, serve_in_thread
 
 # Every provider of the provider table whose upstream streams chat and completions, against its
 # fake (the table names the fake and a route's model block aimed at it).
