@@ -186,11 +186,15 @@ class OpenAIWireAdapter(Adapter):
         for key in ("id", "created", "usage", "system_fingerprint"):
             if data.get(key) is not None:
                 chunk[key] = data[key]
-        if not chunk["choices"] and "usage" not in chunk:
+        choices = chunk["choices"]
+        if not choices and "usage" not in chunk:
             return []
-        if _caller_asked_usage(state):
+        asked = state.get("caller_asked_usage")
+        if asked is None:
+            asked = state["caller_asked_usage"] = _caller_asked_usage(state.get("payload"))
+        if asked:
             return [chunk]
-        if not chunk["choices"]:  # the usage-only chunk: onto the held final chunk(s)
+        if not choices:  # the usage-only chunk: onto the held final chunk(s)
             finishing: list[dict[str, Any]] = state.pop("held", [])
             if not finishing:  # no finishing chunk seen: give the usage an empty choice to stand on
                 empty: dict[str, Any] = {"delta": {}} if route_type is RouteType.CHAT else {"text": ""}
@@ -198,11 +202,17 @@ class OpenAIWireAdapter(Adapter):
                 return [chunk]
             finishing[-1]["usage"] = chunk["usage"]
             return finishing
-        if "usage" not in chunk and any(choice.get("finish_reason") for choice in chunk["choices"]):
+        finished = (
+            choices[0].get("finish_reason")
+            if len(choices) == 1
+            else any(choice.get("finish_reason") for choice in choices)
+        )
+        if finished and "usage" not in chunk:
             state.setdefault("held", []).append(chunk)
             return []
-        before: list[dict[str, Any]] = state.pop("held", [])
-        return [*before, chunk]
+        if "held" in state:
+            return [*state.pop("held"), chunk]
+        return [chunk]
 
     # OpenAI already answers in the standard shapes; parsing checks the shape and keeps only
     # documented fields, so a drifting upstream fails loudly instead of leaking odd keys.
@@ -302,32 +312,17 @@ def _with_envelope(
     return result
 
 
-def _caller_asked_usage(state: dict[str, Any]) -> bool:
-    """Whether the caller's own request set ``stream_options.include_usage`` (asked once a stream)."""
-    asked = state.get("caller_asked_usage")
-    if asked is None:
-        options = (state.get("payload") or {}).get("stream_options")
-        asked = state["caller_asked_usage"] = isinstance(options, dict) and bool(options.get("include_usage"))
-    return asked
+def _caller_asked_usage(payload: Any) -> bool:
+    """Whether the caller's own request set ``stream_options.include_usage``."""
+    options = payload.get("stream_options") if isinstance(payload, dict) else None
+    return isinstance(options, dict) and bool(options.get("include_usage"))
 
 
 class _EndingDecoder(SSEDecoder):
-    """SSE, plus a ``[DONE]`` at the end of a body that had none, so held chunks always go out."""
+    """SSE, plus a ``[DONE]`` at the end of the body, so chunks held for the usage always go out
+    (after OpenAI's own ``[DONE]`` it finds nothing held, and adds nothing)."""
 
-    __slots__ = ("_done",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._done = False
-
-    def feed(self, chunk: bytes) -> list[StreamEvent]:
-        events = super().feed(chunk)
-        if events and events[-1].data == "[DONE]":
-            self._done = True
-        return events
+    __slots__ = ()
 
     def close(self) -> list[StreamEvent]:
-        events = super().close()
-        if not self._done and not (events and events[-1].data == "[DONE]"):
-            events.append(StreamEvent("[DONE]"))
-        return events
+        return [*super().close(), StreamEvent("[DONE]")]
