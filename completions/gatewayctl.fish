@@ -3,7 +3,7 @@
 function __gatewayctl_path
     set -l path gatewayctl
     for token in (commandline -opc)[2..-1]
-        if contains -- "$path/$token" gatewayctl/validate gatewayctl/serve gatewayctl/query gatewayctl/usage gatewayctl/keys gatewayctl/completion gatewayctl/routes gatewayctl/routes/list gatewayctl/routes/get gatewayctl/routes/create gatewayctl/routes/delete
+        if contains -- "$path/$token" gatewayctl/validate gatewayctl/serve gatewayctl/query gatewayctl/usage gatewayctl/keys gatewayctl/completion gatewayctl/top gatewayctl/routes gatewayctl/routes/list gatewayctl/routes/get gatewayctl/routes/create gatewayctl/routes/delete
             set path "$path/$token"
         end
     end
@@ -17,6 +17,7 @@ complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl' -a query -d 'Q
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl' -a usage -d 'Show requests, tokens and cost per key, route or model, most expens...'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl' -a keys -d 'List the gateway\'s keys: scopes, limits, budget and what is left of...'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl' -a completion -d 'Print the completion script for a shell; see docs/cli.md for where...'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl' -a top -d 'Live view of a running gateway: per route rps, p50/p99, errors, tok...'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl' -a routes -d 'List, show, create and delete the routes of a running gateway'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl' -l version -d 'Show the version and exit'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl' -l debug -d 'Show the traceback when a command fails'
@@ -31,8 +32,10 @@ complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/serve' -l worke
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/serve' -l allow-unauthenticated-admin -d 'Allow creating and deleting routes without an admin key (local deve...'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/serve' -l graceful-timeout -r -d 'Seconds in-flight requests get to finish on shutdown'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/serve' -l check -d 'Validate the config and exit without serving'
-complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/serve' -l access-log -d 'Log one line per request (off by default: it costs CPU on every call)'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/serve' -l access-log -l no-access-log -d 'One line per invocation: request id, route, status, times, tokens,...'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/serve' -l forwarded-allow-ips -r -d 'Comma-separated proxy addresses or networks whose X-Forwarded-For/-...'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/serve' -l log-level -x -a 'debug info warning error critical' -d 'Lowest level logged'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/serve' -l log-format -x -a 'text json' -d 'Log lines as text or JSON'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/serve' -s h -l help -d 'Show this message and exit'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/query' -s p -l prompt -r -d 'Prompt text (chat or completions route)'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/query' -s t -l text -r -d 'Text to embed (embeddings route); repeatable'
@@ -57,6 +60,13 @@ complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/keys' -l timeou
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/keys' -s o -l output -x -a 'text json' -d 'text for people, json for scripts'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/keys' -s h -l help -d 'Show this message and exit'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/completion' -s h -l help -d 'Show this message and exit'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/top' -l gateway-uri -r -d 'URI of the gateway, e.g. http://127.0.0.1:5000'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/top' -l api-key -r -d 'Gateway key, sent as a Bearer token (create and delete need the adm...'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/top' -l once -d 'Print one view (after one interval) and exit'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/top' -l interval -r -d 'Seconds between two refreshes'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/top' -s o -l output -x -a 'text json' -d 'text for people, json for scripts'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/top' -l timeout -r -d 'Seconds to wait for the gateway\'s answer'
+complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/top' -s h -l help -d 'Show this message and exit'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/routes' -f
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/routes' -a list -d 'List every route of the gateway'
 complete -c gatewayctl -n 'test (__gatewayctl_path) = gatewayctl/routes' -a get -d 'Show one route'

@@ -83,6 +83,19 @@ _gatewayctl_routes() {
     esac
 }
 
+_gatewayctl_top() {
+    _arguments \
+        '--gateway-uri[URI of the gateway, e.g. http://127.0.0.1:5000]:value:_files' \
+        '--api-key[Gateway key, sent as a Bearer token (create and delete need the adm...]:value:_files' \
+        '--once[Print one view (after one interval) and exit]' \
+        '--interval[Seconds between two refreshes]:value:_files' \
+        '-o[text for people, json for scripts]:value:(text json)' \
+        '--output[text for people, json for scripts]:value:(text json)' \
+        '--timeout[Seconds to wait for the gateway'\''s answer]:value:_files' \
+        '-h[Show this message and exit]' \
+        '--help[Show this message and exit]'
+}
+
 _gatewayctl_completion() {
     _arguments \
         '-h[Show this message and exit]' \
@@ -144,8 +157,11 @@ _gatewayctl_serve() {
         '--allow-unauthenticated-admin[Allow creating and deleting routes without an admin key (local deve...]' \
         '--graceful-timeout[Seconds in-flight requests get to finish on shutdown]:value:_files' \
         '--check[Validate the config and exit without serving]' \
-        '--access-log[Log one line per request (off by default: it costs CPU on every call)]' \
+        '--access-log[One line per invocation: request id, route, status, times, tokens,...]' \
+        '--no-access-log[One line per invocation: request id, route, status, times, tokens,...]' \
         '--forwarded-allow-ips[Comma-separated proxy addresses or networks whose X-Forwarded-For/-...]:value:_files' \
+        '--log-level[Lowest level logged]:value:(debug info warning error critical)' \
+        '--log-format[Log lines as text or JSON]:value:(text json)' \
         '-h[Show this message and exit]' \
         '--help[Show this message and exit]' \
         ':Config file (YAML); or --config-path, or MLFLOW_GATEWAY_CONFIG:_files'
@@ -180,6 +196,7 @@ _gatewayctl() {
             'usage:Show requests, tokens and cost per key, route or model, most expens...'
             'keys:List the gateway'\''s keys: scopes, limits, budget and what is left of...'
             'completion:Print the completion script for a shell; see docs/cli.md for where...'
+            'top:Live view of a running gateway: per route rps, p50/p99, errors, tok...'
             'routes:List, show, create and delete the routes of a running gateway'
             )
             _describe -t commands 'gatewayctl command' commands ;;
@@ -191,6 +208,7 @@ _gatewayctl() {
                 usage) _gatewayctl_usage ;;
                 keys) _gatewayctl_keys ;;
                 completion) _gatewayctl_completion ;;
+                top) _gatewayctl_top ;;
                 routes) _gatewayctl_routes ;;
             esac ;;
     esac

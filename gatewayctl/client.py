@@ -63,6 +63,7 @@ _BACKOFF = 0.1
 ROUTES_PATH = "/api/2.0/gateway/routes/"
 USAGE_PATH = "/api/2.0/gateway/usage"
 KEYS_PATH = "/api/2.0/gateway/keys"
+STATS_PATH = "/api/2.0/gateway/stats"  # gatewayctl top's snapshot (docs/observability.md)
 
 _T = TypeVar("_T")
 
@@ -362,6 +363,9 @@ class GatewayClient(_ClientBase):
     def list_keys(self) -> list[dict[str, Any]]:
         """The gateway's keys: scopes, limits, budgets and what is left (admin scope; never a secret)."""
         return self._json(_Call("GET", KEYS_PATH))["keys"]
+    def stats(self) -> dict[str, Any]:
+        """The gateway's counters per route, every worker added up (what ``gatewayctl top`` shows)."""
+        return self._json(_Call("GET", STATS_PATH))
 
     def delete_route(self, name: str) -> None:
         """Delete a route from the gateway (needs an admin key)."""
@@ -471,6 +475,9 @@ class AsyncGatewayClient(_ClientBase):
 
     async def list_keys(self) -> list[dict[str, Any]]:
         return (await self._json(_Call("GET", KEYS_PATH)))["keys"]
+    async def stats(self) -> dict[str, Any]:
+        """The gateway's counters per route, every worker added up (what ``gatewayctl top`` shows)."""
+        return await self._json(_Call("GET", STATS_PATH))
 
     async def delete_route(self, name: str) -> None:
         await self._send(_delete_call(name))

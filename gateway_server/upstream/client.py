@@ -27,6 +27,7 @@ from gateway_server.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
+from gateway_server.observability import CURRENT
 from gateway_server.providers.base import Adapter, UpstreamRequest
 from gateway_server.routes import RouteType
 from gateway_server.secrets import scrub
@@ -72,9 +73,14 @@ class UpstreamClient:
     ) -> dict[str, Any]:
         try:  # the choke point: every error below leaves scrubbed (one try, no extra coroutine)
             request = adapter.build_request(route_type, payload)
+            record = CURRENT.get()  # adds X-Request-Id (and traceparent when tracing)
             try:
                 status, headers, raw = await self.transport.request(
-                    request.method, request.url, request.headers, _encode(request), timeout
+                    request.method,
+                    request.url,
+                    request.headers if record is None else record.upstream_headers(request.headers),
+                    _encode(request),
+                    timeout,
                 )
             except TimeoutError as exc:
                 raise UpstreamTimeoutError(
@@ -132,9 +138,14 @@ class UpstreamClient:
         state: dict[str, Any] = {"payload": payload}  # the caller's request, for the adapter to read
         response = None
         streaming = False
+        record = CURRENT.get()
         try:
             response = await self.transport.send(
-                request.method, request.url, request.headers, _encode(request), timeout
+                request.method,
+                request.url,
+                request.headers if record is None else record.upstream_headers(request.headers),
+                _encode(request),
+                timeout,
             )
             if response.status >= 300:
                 self._raise_status(adapter, response.status, response.headers, await response.read())

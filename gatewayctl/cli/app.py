@@ -11,7 +11,7 @@ from typer._click.exceptions import ClickException  # Typer's own click (typer>=
 from typer.exceptions import TyperException
 
 from gatewayctl._version import __version__
-from gatewayctl.cli import completion, governance, output, query, routes, serve, validate
+from gatewayctl.cli import completion, governance, output, query, routes, serve, top, validate
 from gatewayctl.cli.exit_codes import exit_code_for, help_epilog
 from gatewayctl.cli.help import HELP_OPTION_NAMES, HelpGroup
 
@@ -103,6 +103,7 @@ app.command()(query.query)
 app.command()(governance.usage)
 app.command()(governance.keys)
 app.command()(completion.completion)
+app.command()(top.top)
 
 
 def main() -> None:

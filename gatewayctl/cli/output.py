@@ -31,6 +31,7 @@ __all__ = [
     "emit_json",
     "error_data",
     "json_requested",
+    "print_renderable",
     "print_route",
     "print_routes",
     "print_table",
@@ -231,6 +232,11 @@ def report_error(error: BaseException, *, debug: bool, as_json: bool = False) ->
     hint = _hint(error)
     if hint:
         console.print(hint, markup=False)
+
+
+def print_renderable(renderable: Any) -> None:
+    """A rich table or panel on stdout."""
+    _stdout().print(renderable)
 
 
 def print_text(text: str, *, end: str = "\n") -> None:

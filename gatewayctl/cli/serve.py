@@ -8,6 +8,7 @@ keyword there.
 from __future__ import annotations
 
 import os
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +17,7 @@ import typer
 from gatewayctl.cli import output
 from gatewayctl.cli.exit_codes import ExitCode
 
-__all__ = ["CONFIG_ENV", "DEFAULT_HOST", "DEFAULT_PORT", "serve"]
+__all__ = ["CONFIG_ENV", "DEFAULT_HOST", "DEFAULT_PORT", "LogFormat", "LogLevel", "serve"]
 
 CONFIG_ENV = "MLFLOW_GATEWAY_CONFIG"  # MLflow's variable for `mlflow gateway start --config-path`
 DEFAULT_HOST = "127.0.0.1"  # MLflow's `gateway start` defaults: local only, port 5000
@@ -42,6 +43,19 @@ def _config_file(config: Path | None, config_path: Path | None) -> Path:
         why = "is a directory" if chosen.is_dir() else "does not exist"
         raise typer.BadParameter(f"file {str(chosen)!r} {why}", param_hint=source)
     return chosen
+
+
+class LogLevel(StrEnum):  # gateway_server.logs.LOG_LEVELS (not imported: the CLI starts fast)
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+    critical = "critical"
+
+
+class LogFormat(StrEnum):  # gateway_server.logs.LOG_FORMATS
+    text = "text"
+    json = "json"
 
 
 def serve(  # noqa: PLR0913 - one parameter per documented option
@@ -88,9 +102,10 @@ def serve(  # noqa: PLR0913 - one parameter per documented option
     access_log: Annotated[
         bool,
         typer.Option(
-            "--access-log", help="Log one line per request (off by default: it costs CPU on every call)."
+            "--access-log/--no-access-log",
+            help="One line per invocation: request id, route, status, times, tokens, key name, model.",
         ),
-    ] = False,
+    ] = True,
     forwarded_allow_ips: Annotated[
         str,
         typer.Option(
@@ -101,6 +116,12 @@ def serve(  # noqa: PLR0913 - one parameter per documented option
             "(the client address of client_ip limits); '*' trusts every peer. Default: nobody.",
         ),
     ] = "",
+    log_level: Annotated[
+        LogLevel, typer.Option("--log-level", case_sensitive=False, help="Lowest level logged.")
+    ] = LogLevel.info,
+    log_format: Annotated[
+        LogFormat, typer.Option("--log-format", case_sensitive=False, help="Log lines as text or JSON.")
+    ] = LogFormat.text,
 ) -> None:
     """Run the gateway: validate CONFIG, then serve it until stopped (SIGTERM or Ctrl-C).
 
@@ -138,6 +159,8 @@ def serve(  # noqa: PLR0913 - one parameter per documented option
             graceful_timeout=graceful_timeout,
             access_log=access_log,
             forwarded_allow_ips=forwarded_allow_ips,
+            log_level=log_level.value,
+            log_format=log_format.value,
         )
     except SystemExit as exc:
         # uvicorn ends a failed start-up with sys.exit(3), and 3 is our "invalid configuration";

@@ -54,8 +54,8 @@ def test_serve_passes_every_option_to_the_runner(
 ) -> None:
     result = cli(
         "serve", config_path, "--host", "0.0.0.0", "--port", "8123", "--workers", "3",
-        "--allow-unauthenticated-admin", "--graceful-timeout", "5", "--access-log",
-        "--forwarded-allow-ips", "10.0.0.5,10.0.1.0/24",
+        "--allow-unauthenticated-admin", "--graceful-timeout", "5", "--no-access-log",
+        "--forwarded-allow-ips", "10.0.0.5,10.0.1.0/24", "--log-level", "DEBUG", "--log-format", "json",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert runner_calls == [
@@ -67,8 +67,10 @@ def test_serve_passes_every_option_to_the_runner(
                 "workers": 3,
                 "allow_unauthenticated_admin": True,
                 "graceful_timeout": 5.0,
-                "access_log": True,
+                "access_log": False,
                 "forwarded_allow_ips": "10.0.0.5,10.0.1.0/24",
+                "log_level": "debug",
+                "log_format": "json",
             },
         )
     ]
@@ -128,8 +130,10 @@ def test_serve_defaults(cli: Cli, config_path: str, runner_calls: list[tuple[str
         "workers": 1,
         "allow_unauthenticated_admin": False,
         "graceful_timeout": 30.0,
-        "access_log": False,
+        "access_log": True,  # one line per invocation (docs/observability.md)
         "forwarded_allow_ips": "",  # nobody's X-Forwarded-For is believed
+        "log_level": "info",
+        "log_format": "text",
     }
 
 
