@@ -34,8 +34,11 @@ from gateway_server.metrics import FALLBACKS, REFUSED, RETRIES, UPSTREAM_ERRORS,
 from gateway_server.usage import Usage
 
 if TYPE_CHECKING:
-    from gateway_server.reliability import Target
     from gateway_server.routes import RouteType
+
+# reliability.Target (an upstream model of a route's plan). Not imported, even for type checking:
+# reliability reports attempts here, so importing it back would knot the import graph.
+Target = Any
 
 __all__ = ["CURRENT", "NO_RECORD", "REQUEST_ID_HEADER", "Record", "error_reason", "request_id_of"]
 
@@ -222,7 +225,7 @@ class Record:
             self.metrics.add(REFUSED, (self.route, "circuit_open"))
 
     def _count_retries(self) -> None:
-        previous = None
+        previous: Any = None
         for attempt in self.attempts:
             if attempt.target is previous:
                 self.metrics.add(RETRIES, (self.route, attempt.target.adapter.name))
