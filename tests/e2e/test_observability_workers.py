@@ -28,7 +28,9 @@ CHAT = {"messages": [{"role": "user", "content": "one two three four five six"}]
 
 
 def _config(fake: FakeOpenAI) -> str:
+    host = fake.api_base.split("/")[2]  # routes created at run time may reach this upstream too
     return (
+        f"server: {{allowed_upstream_hosts: ['{host}']}}\n"
         "auth:\n"
         "  keys:\n"
         "    - {name: team-a, key: $E2E_GATEWAY_KEY, scopes: [query]}\n"
@@ -193,12 +195,13 @@ def test_a_deleted_route_leaves_no_series(gateway: GatewayProcess, fake_openai: 
                     "provider": "openai",
                     "name": "gpt-4o-mini",
                     "config": {
-                        "openai_api_key": "$E2E_UPSTREAM_KEY",
+                        "openai_api_key": UPSTREAM_KEY,  # a created route may not use $ENV
                         "openai_api_base": fake_openai.api_base,
                     },
                 },
             }
-            assert client.post("/api/2.0/gateway/routes/", json=body).status_code == 200
+            created = client.post("/api/2.0/gateway/routes/", json=body)
+            assert created.status_code == 200, created.text
             wait_until(
                 lambda name=name: client.post(f"/gateway/{name}/invocations", json=CHAT).status_code == 200,
                 10,
