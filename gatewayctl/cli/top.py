@@ -161,7 +161,15 @@ def top(
     output_format: Output = OutputFormat.TEXT,
     timeout: Timeout = 10.0,
 ) -> None:
-    """Live view of a running gateway: per route rps, p50/p99, errors, tokens/s, in flight, breaker."""
+    """Live view of a running gateway: per route rps, p50/p99, errors, tokens/s, in flight, breaker.
+
+    Examples:
+
+    \b
+      gatewayctl top --gateway-uri http://127.0.0.1:5000
+      gatewayctl top --once -o json
+      gatewayctl top --interval 5
+    """
     with make_client(gateway_uri, api_key, timeout) as client:
         before = client.stats()
         time.sleep(interval)
