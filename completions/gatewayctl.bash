@@ -6,34 +6,39 @@ _gatewayctl() {
     prev="${COMP_WORDS[COMP_CWORD-1]}"
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "$path/${COMP_WORDS[i]}" in
-            gatewayctl/validate|gatewayctl/serve|gatewayctl/query|gatewayctl/usage|gatewayctl/keys|gatewayctl/routes|gatewayctl/routes/list|gatewayctl/routes/get|gatewayctl/routes/create|gatewayctl/routes/delete) path="$path/${COMP_WORDS[i]}" ;;
+            gatewayctl/validate|gatewayctl/serve|gatewayctl/query|gatewayctl/usage|gatewayctl/keys|gatewayctl/completion|gatewayctl/top|gatewayctl/routes|gatewayctl/routes/list|gatewayctl/routes/get|gatewayctl/routes/create|gatewayctl/routes/delete) path="$path/${COMP_WORDS[i]}" ;;
         esac
     done
     case "$path:$prev" in
-        gatewayctl/validate:--output|gatewayctl/validate:-o) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
-        gatewayctl/query:--output|gatewayctl/query:-o) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
+        gatewayctl/validate:-o|gatewayctl/validate:--output) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
+        gatewayctl/serve:--log-level) COMPREPLY=($(compgen -W "debug info warning error critical" -- "$cur")); return ;;
+        gatewayctl/serve:--log-format) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
+        gatewayctl/query:-o|gatewayctl/query:--output) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
         gatewayctl/usage:--by) COMPREPLY=($(compgen -W "key route model" -- "$cur")); return ;;
-        gatewayctl/usage:--output|gatewayctl/usage:-o) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
-        gatewayctl/keys:--output|gatewayctl/keys:-o) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
-        gatewayctl/routes/list:--output|gatewayctl/routes/list:-o) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
-        gatewayctl/routes/get:--output|gatewayctl/routes/get:-o) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
+        gatewayctl/usage:-o|gatewayctl/usage:--output) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
+        gatewayctl/keys:-o|gatewayctl/keys:--output) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
+        gatewayctl/top:-o|gatewayctl/top:--output) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
+        gatewayctl/routes/list:-o|gatewayctl/routes/list:--output) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
+        gatewayctl/routes/get:-o|gatewayctl/routes/get:--output) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
         gatewayctl/routes/create:--route-type) COMPREPLY=($(compgen -W "llm/v1/chat llm/v1/completions llm/v1/embeddings" -- "$cur")); return ;;
-        gatewayctl/routes/create:--output|gatewayctl/routes/create:-o) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
-        gatewayctl/routes/delete:--output|gatewayctl/routes/delete:-o) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
-        gatewayctl/serve:--host|gatewayctl/serve:--port|gatewayctl/serve:--workers|gatewayctl/serve:--graceful-timeout|gatewayctl/serve:--forwarded-allow-ips|gatewayctl/serve:--max-header-bytes|gatewayctl/serve:--max-headers|gatewayctl/serve:--header-timeout|gatewayctl/serve:--body-timeout|gatewayctl/serve:--keep-alive-timeout|gatewayctl/serve:--limit-concurrency|gatewayctl/query:--prompt|gatewayctl/query:-p|gatewayctl/query:--text|gatewayctl/query:-t|gatewayctl/query:--data|gatewayctl/query:-d|gatewayctl/query:--file|gatewayctl/query:-f|gatewayctl/query:--gateway-uri|gatewayctl/query:--api-key|gatewayctl/query:--timeout|gatewayctl/usage:--since|gatewayctl/usage:--gateway-uri|gatewayctl/usage:--api-key|gatewayctl/usage:--timeout|gatewayctl/keys:--gateway-uri|gatewayctl/keys:--api-key|gatewayctl/keys:--timeout|gatewayctl/routes/list:--gateway-uri|gatewayctl/routes/list:--api-key|gatewayctl/routes/list:--timeout|gatewayctl/routes/get:--gateway-uri|gatewayctl/routes/get:--api-key|gatewayctl/routes/get:--timeout|gatewayctl/routes/create:--provider|gatewayctl/routes/create:--model|gatewayctl/routes/create:--config|gatewayctl/routes/create:--credentials|gatewayctl/routes/create:--from-file|gatewayctl/routes/create:--gateway-uri|gatewayctl/routes/create:--api-key|gatewayctl/routes/create:--timeout|gatewayctl/routes/delete:--gateway-uri|gatewayctl/routes/delete:--api-key|gatewayctl/routes/delete:--timeout) return ;;
+        gatewayctl/routes/create:-o|gatewayctl/routes/create:--output) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
+        gatewayctl/routes/delete:-o|gatewayctl/routes/delete:--output) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
+        gatewayctl/serve:--config-path|gatewayctl/serve:--host|gatewayctl/serve:--port|gatewayctl/serve:--workers|gatewayctl/serve:--graceful-timeout|gatewayctl/serve:--forwarded-allow-ips|gatewayctl/serve:--max-header-bytes|gatewayctl/serve:--max-headers|gatewayctl/serve:--header-timeout|gatewayctl/serve:--body-timeout|gatewayctl/serve:--keep-alive-timeout|gatewayctl/serve:--limit-concurrency|gatewayctl/query:-p|gatewayctl/query:--prompt|gatewayctl/query:-t|gatewayctl/query:--text|gatewayctl/query:-d|gatewayctl/query:--data|gatewayctl/query:-f|gatewayctl/query:--file|gatewayctl/query:--gateway-uri|gatewayctl/query:--api-key|gatewayctl/query:--timeout|gatewayctl/usage:--since|gatewayctl/usage:--gateway-uri|gatewayctl/usage:--api-key|gatewayctl/usage:--timeout|gatewayctl/keys:--gateway-uri|gatewayctl/keys:--api-key|gatewayctl/keys:--timeout|gatewayctl/top:--gateway-uri|gatewayctl/top:--api-key|gatewayctl/top:--interval|gatewayctl/top:--timeout|gatewayctl/routes/list:--gateway-uri|gatewayctl/routes/list:--api-key|gatewayctl/routes/list:--timeout|gatewayctl/routes/get:--gateway-uri|gatewayctl/routes/get:--api-key|gatewayctl/routes/get:--timeout|gatewayctl/routes/create:--provider|gatewayctl/routes/create:--model|gatewayctl/routes/create:--config|gatewayctl/routes/create:--credentials|gatewayctl/routes/create:--from-file|gatewayctl/routes/create:--gateway-uri|gatewayctl/routes/create:--api-key|gatewayctl/routes/create:--timeout|gatewayctl/routes/delete:--gateway-uri|gatewayctl/routes/delete:--api-key|gatewayctl/routes/delete:--timeout) return ;;
     esac
     case "$path" in
-        gatewayctl) options="--version --debug --help"; subcommands="validate serve query usage keys routes" ;;
-        gatewayctl/validate) options="--output -o --no-secrets --help"; subcommands="" ;;
-        gatewayctl/serve) options="--host --port --workers --allow-unauthenticated-admin --graceful-timeout --check --access-log --forwarded-allow-ips --max-header-bytes --max-headers --header-timeout --body-timeout --keep-alive-timeout --limit-concurrency --help"; subcommands="" ;;
-        gatewayctl/query) options="--prompt -p --text -t --data -d --file -f --stream --gateway-uri --api-key --timeout --output -o --help"; subcommands="" ;;
-        gatewayctl/usage) options="--by --since --gateway-uri --api-key --timeout --output -o --help"; subcommands="" ;;
-        gatewayctl/keys) options="--gateway-uri --api-key --timeout --output -o --help"; subcommands="" ;;
-        gatewayctl/routes) options="--help"; subcommands="list get create delete" ;;
-        gatewayctl/routes/list) options="--gateway-uri --api-key --timeout --output -o --help"; subcommands="" ;;
-        gatewayctl/routes/get) options="--gateway-uri --api-key --timeout --output -o --help"; subcommands="" ;;
-        gatewayctl/routes/create) options="--route-type --provider --model --config --credentials --from-file --gateway-uri --api-key --timeout --output -o --help"; subcommands="" ;;
-        gatewayctl/routes/delete) options="--yes -y --gateway-uri --api-key --timeout --output -o --help"; subcommands="" ;;
+        gatewayctl) options="--version --debug -h --help"; subcommands="validate serve query usage keys completion top routes" ;;
+        gatewayctl/validate) options="-o --output --no-secrets -h --help"; subcommands="" ;;
+        gatewayctl/serve) options="--config-path --host --port --workers --allow-unauthenticated-admin --graceful-timeout --check --access-log --no-access-log --forwarded-allow-ips --log-level --log-format --max-header-bytes --max-headers --header-timeout --body-timeout --keep-alive-timeout --limit-concurrency -h --help"; subcommands="" ;;
+        gatewayctl/query) options="-p --prompt -t --text -d --data -f --file --stream --gateway-uri --api-key --timeout -o --output -h --help"; subcommands="" ;;
+        gatewayctl/usage) options="--by --since --gateway-uri --api-key --timeout -o --output -h --help"; subcommands="" ;;
+        gatewayctl/keys) options="--gateway-uri --api-key --timeout -o --output -h --help"; subcommands="" ;;
+        gatewayctl/completion) options="-h --help"; subcommands="" ;;
+        gatewayctl/top) options="--gateway-uri --api-key --once --interval -o --output --timeout -h --help"; subcommands="" ;;
+        gatewayctl/routes) options="-h --help"; subcommands="list get create delete" ;;
+        gatewayctl/routes/list) options="--gateway-uri --api-key --timeout -o --output -h --help"; subcommands="" ;;
+        gatewayctl/routes/get) options="--gateway-uri --api-key --timeout -o --output -h --help"; subcommands="" ;;
+        gatewayctl/routes/create) options="--route-type --provider --model --config --credentials --from-file --gateway-uri --api-key --timeout -o --output -h --help"; subcommands="" ;;
+        gatewayctl/routes/delete) options="-y --yes --gateway-uri --api-key --timeout -o --output -h --help"; subcommands="" ;;
     esac
     if [[ "$cur" == -* ]]; then
         COMPREPLY=($(compgen -W "$options" -- "$cur"))

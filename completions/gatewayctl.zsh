@@ -3,13 +3,14 @@
 
 _gatewayctl_routes_delete() {
     _arguments \
-        '--yes[Do not ask for confirmation]' \
         '-y[Do not ask for confirmation]' \
+        '--yes[Do not ask for confirmation]' \
         '--gateway-uri[URI of the gateway, e.g. http://127.0.0.1:5000]:value:_files' \
         '--api-key[Gateway key, sent as a Bearer token (create and delete need the adm...]:value:_files' \
         '--timeout[Seconds to wait for the gateway'\''s answer]:value:_files' \
-        '--output[text for people, json for scripts]:value:(text json)' \
         '-o[text for people, json for scripts]:value:(text json)' \
+        '--output[text for people, json for scripts]:value:(text json)' \
+        '-h[Show this message and exit]' \
         '--help[Show this message and exit]' \
         ':Route name:_files'
 }
@@ -19,14 +20,15 @@ _gatewayctl_routes_create() {
         '--route-type[Route type]:value:(llm/v1/chat llm/v1/completions llm/v1/embeddings)' \
         '--provider[Provider, e.g. openai]:value:_files' \
         '--model[Model name at the provider]:value:_files' \
-        '*--config[Provider config entry, repeatable]:value:_files' \
+        '*--config[Provider config entry, repeatable; numbers and booleans keep their...]:value:_files' \
         '--credentials[A credential of the server'\''s config file (its credentials: section)...]:value:_files' \
         '--from-file[YAML/JSON file holding one route entry]:value:_files' \
         '--gateway-uri[URI of the gateway, e.g. http://127.0.0.1:5000]:value:_files' \
         '--api-key[Gateway key, sent as a Bearer token (create and delete need the adm...]:value:_files' \
         '--timeout[Seconds to wait for the gateway'\''s answer]:value:_files' \
-        '--output[text for people, json for scripts]:value:(text json)' \
         '-o[text for people, json for scripts]:value:(text json)' \
+        '--output[text for people, json for scripts]:value:(text json)' \
+        '-h[Show this message and exit]' \
         '--help[Show this message and exit]' \
         ':Route name (may come from --from-file):_files'
 }
@@ -36,8 +38,9 @@ _gatewayctl_routes_get() {
         '--gateway-uri[URI of the gateway, e.g. http://127.0.0.1:5000]:value:_files' \
         '--api-key[Gateway key, sent as a Bearer token (create and delete need the adm...]:value:_files' \
         '--timeout[Seconds to wait for the gateway'\''s answer]:value:_files' \
-        '--output[text for people, json for scripts]:value:(text json)' \
         '-o[text for people, json for scripts]:value:(text json)' \
+        '--output[text for people, json for scripts]:value:(text json)' \
+        '-h[Show this message and exit]' \
         '--help[Show this message and exit]' \
         ':Route name:_files'
 }
@@ -47,14 +50,16 @@ _gatewayctl_routes_list() {
         '--gateway-uri[URI of the gateway, e.g. http://127.0.0.1:5000]:value:_files' \
         '--api-key[Gateway key, sent as a Bearer token (create and delete need the adm...]:value:_files' \
         '--timeout[Seconds to wait for the gateway'\''s answer]:value:_files' \
-        '--output[text for people, json for scripts]:value:(text json)' \
         '-o[text for people, json for scripts]:value:(text json)' \
+        '--output[text for people, json for scripts]:value:(text json)' \
+        '-h[Show this message and exit]' \
         '--help[Show this message and exit]'
 }
 
 _gatewayctl_routes() {
     local curcontext="$curcontext" state line
     _arguments -C \
+        '-h[Show this message and exit]' \
         '--help[Show this message and exit]' \
         '1: :->command' \
         '*:: :->argument'
@@ -78,13 +83,34 @@ _gatewayctl_routes() {
     esac
 }
 
+_gatewayctl_top() {
+    _arguments \
+        '--gateway-uri[URI of the gateway, e.g. http://127.0.0.1:5000]:value:_files' \
+        '--api-key[Gateway key, sent as a Bearer token (create and delete need the adm...]:value:_files' \
+        '--once[Print one view (after one interval) and exit]' \
+        '--interval[Seconds between two refreshes]:value:_files' \
+        '-o[text for people, json for scripts]:value:(text json)' \
+        '--output[text for people, json for scripts]:value:(text json)' \
+        '--timeout[Seconds to wait for the gateway'\''s answer]:value:_files' \
+        '-h[Show this message and exit]' \
+        '--help[Show this message and exit]'
+}
+
+_gatewayctl_completion() {
+    _arguments \
+        '-h[Show this message and exit]' \
+        '--help[Show this message and exit]' \
+        ':The shell to complete in:(bash zsh fish)'
+}
+
 _gatewayctl_keys() {
     _arguments \
         '--gateway-uri[URI of the gateway, e.g. http://127.0.0.1:5000]:value:_files' \
         '--api-key[Gateway key, sent as a Bearer token (create and delete need the adm...]:value:_files' \
         '--timeout[Seconds to wait for the gateway'\''s answer]:value:_files' \
-        '--output[text for people, json for scripts]:value:(text json)' \
         '-o[text for people, json for scripts]:value:(text json)' \
+        '--output[text for people, json for scripts]:value:(text json)' \
+        '-h[Show this message and exit]' \
         '--help[Show this message and exit]'
 }
 
@@ -95,58 +121,66 @@ _gatewayctl_usage() {
         '--gateway-uri[URI of the gateway, e.g. http://127.0.0.1:5000]:value:_files' \
         '--api-key[Gateway key, sent as a Bearer token (create and delete need the adm...]:value:_files' \
         '--timeout[Seconds to wait for the gateway'\''s answer]:value:_files' \
-        '--output[text for people, json for scripts]:value:(text json)' \
         '-o[text for people, json for scripts]:value:(text json)' \
+        '--output[text for people, json for scripts]:value:(text json)' \
+        '-h[Show this message and exit]' \
         '--help[Show this message and exit]'
 }
 
 _gatewayctl_query() {
     _arguments \
-        '--prompt[Prompt text (chat or completions route)]:value:_files' \
         '-p[Prompt text (chat or completions route)]:value:_files' \
-        '*--text[Text to embed (embeddings route); repeatable]:value:_files' \
+        '--prompt[Prompt text (chat or completions route)]:value:_files' \
         '*-t[Text to embed (embeddings route); repeatable]:value:_files' \
-        '--data[Request body as JSON]:value:_files' \
+        '*--text[Text to embed (embeddings route); repeatable]:value:_files' \
         '-d[Request body as JSON]:value:_files' \
-        '--file[File with the JSON request body; - for stdin]:value:_files' \
+        '--data[Request body as JSON]:value:_files' \
         '-f[File with the JSON request body; - for stdin]:value:_files' \
+        '--file[File with the JSON request body; - for stdin]:value:_files' \
         '--stream[Print tokens as they arrive]' \
         '--gateway-uri[URI of the gateway, e.g. http://127.0.0.1:5000]:value:_files' \
         '--api-key[Gateway key, sent as a Bearer token (create and delete need the adm...]:value:_files' \
         '--timeout[Seconds to wait for the gateway'\''s answer]:value:_files' \
-        '--output[text for people, json for scripts]:value:(text json)' \
         '-o[text for people, json for scripts]:value:(text json)' \
+        '--output[text for people, json for scripts]:value:(text json)' \
+        '-h[Show this message and exit]' \
         '--help[Show this message and exit]' \
         ':Route name:_files'
 }
 
 _gatewayctl_serve() {
     _arguments \
-        '--host[Address to bind]:value:_files' \
-        '--port[Port to bind]:value:_files' \
+        '--config-path[Config file, as MLflow spells it (same as CONFIG)]:value:_files' \
+        '--host[Address to listen on (0.0.0.0: every interface)]:value:_files' \
+        '--port[Port to listen on (0: any free one)]:value:_files' \
         '--workers[Worker processes]:value:_files' \
         '--allow-unauthenticated-admin[Allow creating and deleting routes without an admin key (local deve...]' \
         '--graceful-timeout[Seconds in-flight requests get to finish on shutdown]:value:_files' \
         '--check[Validate the config and exit without serving]' \
-        '--access-log[Log one line per request (off by default: it costs CPU on every call)]' \
+        '--access-log[One line per invocation: request id, route, status, times, tokens,...]' \
+        '--no-access-log[One line per invocation: request id, route, status, times, tokens,...]' \
         '--forwarded-allow-ips[Comma-separated proxy addresses or networks whose X-Forwarded-For/-...]:value:_files' \
+        '--log-level[Lowest level logged]:value:(debug info warning error critical)' \
+        '--log-format[Log lines as text or JSON]:value:(text json)' \
         '--max-header-bytes[Largest request line plus headers, in bytes (431 beyond)]:value:_files' \
         '--max-headers[Most header lines in one request (431 beyond)]:value:_files' \
         '--header-timeout[Seconds a caller has to send a request'\''s headers]:value:_files' \
         '--body-timeout[Seconds a request body may take to arrive (408 beyond)]:value:_files' \
         '--keep-alive-timeout[Seconds an idle kept-alive connection stays open]:value:_files' \
         '--limit-concurrency[Most connections and requests in flight per process (503 beyond)]:value:_files' \
+        '-h[Show this message and exit]' \
         '--help[Show this message and exit]' \
-        ':Config file (YAML):_files'
+        ':Config file (YAML); or --config-path, or MLFLOW_GATEWAY_CONFIG:_files'
 }
 
 _gatewayctl_validate() {
     _arguments \
-        '--output[text for people, json for scripts]:value:(text json)' \
         '-o[text for people, json for scripts]:value:(text json)' \
+        '--output[text for people, json for scripts]:value:(text json)' \
         '--no-secrets[Check everything except that secrets resolve ($ENV set, key files r...]' \
+        '-h[Show this message and exit]' \
         '--help[Show this message and exit]' \
-        '*:Config files (YAML):_files'
+        '*:Config files (YAML); - reads one from stdin:_files'
 }
 
 _gatewayctl() {
@@ -154,6 +188,7 @@ _gatewayctl() {
     _arguments -C \
         '--version[Show the version and exit]' \
         '--debug[Show the traceback when a command fails]' \
+        '-h[Show this message and exit]' \
         '--help[Show this message and exit]' \
         '1: :->command' \
         '*:: :->argument'
@@ -166,6 +201,8 @@ _gatewayctl() {
             'query:Query a route and print the answer'\''s text (the raw answer with --ou...'
             'usage:Show requests, tokens and cost per key, route or model, most expens...'
             'keys:List the gateway'\''s keys: scopes, limits, budget and what is left of...'
+            'completion:Print the completion script for a shell; see docs/cli.md for where...'
+            'top:Live view of a running gateway: per route rps, p50/p99, errors, tok...'
             'routes:List, show, create and delete the routes of a running gateway'
             )
             _describe -t commands 'gatewayctl command' commands ;;
@@ -176,6 +213,8 @@ _gatewayctl() {
                 query) _gatewayctl_query ;;
                 usage) _gatewayctl_usage ;;
                 keys) _gatewayctl_keys ;;
+                completion) _gatewayctl_completion ;;
+                top) _gatewayctl_top ;;
                 routes) _gatewayctl_routes ;;
             esac ;;
     esac

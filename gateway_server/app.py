@@ -19,13 +19,19 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
+import orjson
+
 from gateway_server.api import paths
 from gateway_server.api.body_guard import guard
+from gateway_server.api.envelope import error_body
 from gateway_server.api.invocations import handle_invocation, handle_resource, match_invocation
 from gateway_server.app_state import GatewayState
-from gateway_server.auth import ALLOW_UNAUTHENTICATED_ADMIN_ENV
+from gateway_server.auth import ALLOW_UNAUTHENTICATED_ADMIN_ENV, QUERY
 from gateway_server.config import GatewayConfig, load_config
+from gateway_server.errors import GatewayError
+from gateway_server.logs import AccessLog
 from gateway_server.reload import RELOAD_INTERVAL, watch_config
+from gateway_server.tracing import build_tracer, tracing_configured
 from gateway_server.upstream.clients import Upstreams
 from gateway_server.upstream.connect import ProxyRefused, check_proxy
 from gateway_server.upstream.pool import ConnectionPool
@@ -88,6 +94,9 @@ class GatewayApp:
                 if path == paths.METRICS:
                     await _send_metrics(self.state, send)
                     return
+                if path == paths.STATS:
+                    await _send_stats(self.state, scope, send)
+                    return
             guarded = await guard(self.state, scope, receive, send)  # key and body cap before FastAPI
             if guarded is None:
                 return
@@ -143,6 +152,10 @@ class GatewayApp:
         upstreams = Upstreams(pool, default=self.state.config.server.upstream_transport)
         stack.push_async_callback(upstreams.close)
         self.state.upstream = upstreams
+        if tracing_configured(self.state.config):  # the OpenTelemetry packages load only then
+            tracer = build_tracer(self.state.config)
+            self.state.tracer = tracer
+            stack.callback(tracer.shutdown)  # type: ignore[union-attr]
         routes = self.state.routes
         # The route store loads what it holds before start-up completes (Redis: the shared routes).
         await stack.enter_async_context(routes.running())
@@ -213,22 +226,43 @@ def _freeze_heap(_: object = None) -> None:
 
 
 async def _send_metrics(state: GatewayState, send: Any) -> None:
-    body = state.metrics.render().encode()
+    body = state.metrics.render(entry.name for entry in state.registry.list()).encode()
     headers = [(b"content-type", _METRICS_TYPE), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
+async def _send_stats(state: GatewayState, scope: dict[str, Any], send: Any) -> None:
+    """``gatewayctl top``'s snapshot (stats.py), for a caller with the ``query`` scope."""
+    from gateway_server.stats import snapshot
+
+    headers = [(b"content-type", b"application/json")]
+    try:
+        state.auth.authorize(scope["headers"], QUERY)
+        status = 200
+        body = orjson.dumps(snapshot(state.metrics, [entry.name for entry in state.registry.list()]))
+    except GatewayError as exc:
+        status, body = exc.status_code, error_body(exc)
+        headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers().items()]
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def build_api(state: GatewayState) -> ASGIApp:
     """The FastAPI app for listing, admin and docs (and /health, /metrics in its OpenAPI), on ``state``."""
-    from fastapi import FastAPI
+    # FastAPI's own /docs and /redoc load their scripts from a CDN; these pages are the same with
+    # the assets (Swagger UI 5, ReDoc) shipped in fastapi-offline and served by the gateway, so
+    # the docs render on a network without internet.
+    from fastapi_offline import FastAPIOffline
 
     from gateway_server.api.errors import install_error_handlers
     from gateway_server.api.openapi import install_openapi
     from gateway_server.api.routes_crud import router as routes_router
     from gateway_server.api.usage import router as usage_router
 
-    api = FastAPI(
+    api = FastAPIOffline(
+        static_url="/docs/assets",
         title="gatewayctl gateway",
         description="An LLM gateway compatible with the MLflow AI Gateway API and the OpenAI API.",
         version=_version(),
@@ -273,6 +307,7 @@ def create_app_from_env() -> GatewayApp:
     interval = float(os.environ.get(RELOAD_INTERVAL_ENV, RELOAD_INTERVAL))
     app = create_app_from_path(path, reload_interval=interval or None)
     app.freeze_heap = True  # a serving worker process
+    app.state.access_log = AccessLog.from_env()
     app.state.auth.allow_unauthenticated_admin = os.environ.get(ALLOW_UNAUTHENTICATED_ADMIN_ENV) == "1"
     return app
 

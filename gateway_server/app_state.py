@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway_server.auth import KeyTable
 from gateway_server.config import GatewayConfig
 from gateway_server.governor import Governor
 from gateway_server.limits import RateLimiter
 from gateway_server.limits_redis import RedisWindows
+from gateway_server.logs import AccessLog
 from gateway_server.metrics import Metrics
 from gateway_server.registry import RouteIndex
 from gateway_server.runtime import FileStore, RouteStore, RouteTable
@@ -17,6 +18,9 @@ from gateway_server.runtime.redis_store import RedisStore
 from gateway_server.shared import SharedState
 from gateway_server.upstream.clients import Upstreams
 from gateway_server.usage_store import EmbeddedStore, default_store_path
+
+if TYPE_CHECKING:
+    from gateway_server.tracing import Tracer
 
 __all__ = ["GatewayState"]
 
@@ -35,6 +39,8 @@ class GatewayState:
     # Token limits, budgets and usage (governor.py): set by from_config; None for a bare state.
     governor: Governor | None = None
     extras: dict[str, object] = field(default_factory=dict)
+    access_log: AccessLog | None = None  # one line per invocation (logs.py); set by the runner
+    tracer: Tracer | None = None  # OpenTelemetry, when configured (tracing.py)
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> GatewayState:
@@ -50,8 +56,12 @@ class GatewayState:
             usage = RedisUsageStore(shared)
         else:
             usage = EmbeddedStore(default_store_path(config.path, config.server.usage_store))
+        routes = RouteTable(config, store)
+        metrics = Metrics()
+        routes.on_swap.append(metrics.retain)  # a deleted route's series go with it
         return cls(
-            routes=RouteTable(config, store),
+            routes=routes,
+            metrics=metrics,
             limiter=limiter,
             shared=shared,
             governor=Governor(usage, limiter, config.auth),

@@ -19,6 +19,7 @@
     │       └── BudgetExceededError     429, code "budget_exceeded"; a key's budget is spent
     ├── UnsupportedRouteTypeError       501; .provider x .route_type not offered
     ├── SharedStateUnavailableError     503; the shared Redis (server.shared_state) did not answer
+    ├── ListenError                     serve cannot listen on its address (port in use, bad host)
     ├── UpstreamError                   .provider, .upstream_status, .reason (never holds a secret)
     │   ├── UpstreamStatusError         status via ONE table (``upstream_status_to_gateway``)
     │   ├── UpstreamTimeoutError        504
@@ -57,6 +58,7 @@ __all__ = [
     "GatewayUnreachableError",
     "GatewayUriError",
     "InvalidRequestError",
+    "ListenError",
     "MethodNotAllowedError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
@@ -419,6 +421,19 @@ class SharedStateUnavailableError(GatewayError):
     def __init__(self, message: str, *, retry_after: float | None = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ListenError(GatewayError):
+    """``gatewayctl serve`` cannot listen on its address: port in use, unknown host, no permission.
+
+    Raised before anything is served; the CLI gives it its own exit code (never the config's 3).
+    """
+
+    error_type = "cannot_listen"
+
+    def __init__(self, message: str, *, address: str) -> None:
+        super().__init__(message)
+        self.address = address
 
 
 # ---------------------------------------------------------------- upstream errors

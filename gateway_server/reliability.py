@@ -48,6 +48,7 @@ from gateway_server.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
+from gateway_server.observability import CURRENT, NO_RECORD
 from gateway_server.providers import Adapter, get_adapter_class
 from gateway_server.routes import RouteType
 from gateway_server.upstream.clients import Upstreams
@@ -307,7 +308,9 @@ async def _attempts(
     attempts = 0
     skipped: list[Target] = []
     clock = deadline.clock
-    for target in plan.order(rng, clock()):
+    record = CURRENT.get() or NO_RECORD  # the invocation's record (request id, metrics, spans)
+    order = plan.order(rng, clock())
+    for position, target in enumerate(order):
         if not target.breaker.acquire(clock()):
             skipped.append(target)
             continue
@@ -317,9 +320,11 @@ async def _attempts(
                 raise _deadline_error(deadline, last, attempts)
             attempt += 1
             attempts += 1
+            record.attempt_started(target)
             try:
                 result = await run(target, deadline)
             except UpstreamError as exc:
+                record.attempt_ended(target, exc)
                 failed = counts_as_failure(exc)
                 if failed:
                     target.breaker.failure(clock())
@@ -332,15 +337,22 @@ async def _attempts(
                         raise _deadline_error(deadline, exc, attempts) from exc
                     raise
                 if step.action is Action.NEXT_MODEL:
-                    logger.info("%s failed (%s); trying the next model", target.label, exc.message)
+                    _log_next_model(target, exc, order[position + 1 :])
                     break
                 await sleep(step.delay)
                 continue
             target.breaker.success()
+            record.attempt_ended(target, None)
             return result, target
     if last is None:
         raise _skipped_error(skipped, clock())
     raise last
+
+
+def _log_next_model(target: Target, exc: GatewayError, rest: Sequence[Target]) -> None:
+    """Only when there is a next model: a route without fallbacks has nothing to try next."""
+    if rest:
+        logger.info("%s failed (%s); trying the next model (%s)", target.label, exc.message, rest[0].label)
 
 
 async def call(

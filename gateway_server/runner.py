@@ -1,6 +1,7 @@
-"""Run the gateway under uvicorn: uvloop + httptools explicitly (SPEC §1), one process or N workers.
+"""Run the gateway under uvicorn: uvloop + httptools explicitly, one process or N workers.
 
-The config is validated before anything listens, and the Redis of ``server.shared_state`` (if
+The config is validated before anything listens, the address is bound before the "serving"
+line is printed (``listen.py``: a port in use is one clear error), and the Redis of ``server.shared_state`` (if
 any) must answer a PING. With one worker the already-validated app is
 served directly; with several, uvicorn's supervisor starts workers that each build the app from
 ``GATEWAYCTL_CONFIG``. SIGTERM/SIGINT stop accepting and let in-flight requests finish for up to
@@ -9,23 +10,30 @@ served directly; with several, uvicorn's supervisor starts workers that each bui
 
 from __future__ import annotations
 
-import copy
 import logging
 import logging.config
 import os
+import shutil
 import signal
+import socket
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
 
+from gateway_server import logs
 from gateway_server.app import CONFIG_ENV, RELOAD_INTERVAL_ENV, create_app
 from gateway_server.auth import ALLOW_UNAUTHENTICATED_ADMIN_ENV
 from gateway_server.config import load_config
 from gateway_server.http_protocol import CoalescingHttpToolsProtocol
 from gateway_server.limits import check_workers
+from gateway_server.listen import bind, display_address
+from gateway_server.metrics import STARTED_ENV
+from gateway_server.metrics_store import METRICS_DIR_ENV
 from gateway_server.reload import RELOAD_INTERVAL
 from gateway_server.server_limits import ServerLimits
 from gateway_server.shared import check_reachable
@@ -47,8 +55,10 @@ def run(  # noqa: PLR0913 - one parameter per `serve` option
     workers: int = 1,
     allow_unauthenticated_admin: bool = False,
     graceful_timeout: float = 30.0,
-    access_log: bool = False,
+    access_log: bool = True,
     forwarded_allow_ips: str = "",
+    log_level: str = "info",
+    log_format: str = "text",
     limits: ServerLimits | None = None,
 ) -> None:
     """Validate ``config_path``, then serve it until SIGTERM/SIGINT; returns (exit 0) once drained.
@@ -64,7 +74,7 @@ def run(  # noqa: PLR0913 - one parameter per `serve` option
     if config.server.shared_state:  # Redis down: one clear error naming the URL, before any worker
         check_reachable(config.server.shared_state)
     reload_interval = float(os.environ.get(RELOAD_INTERVAL_ENV, RELOAD_INTERVAL))
-    log_config = _log_config()
+    log_config = logs.log_config(log_level, log_format)
     logging.config.dictConfig(log_config)  # now, so the lines below print too; uvicorn applies it again
     common: dict[str, Any] = {
         "host": host,
@@ -73,11 +83,11 @@ def run(  # noqa: PLR0913 - one parameter per `serve` option
         "http": CoalescingHttpToolsProtocol,  # uvicorn's httptools protocol, one write per turn
         "lifespan": "on",
         "ws": "none",  # no websocket paths: uvicorn then does not import the websockets package
-        "access_log": access_log,
+        "access_log": False,  # the gateway writes its own access line per invocation (logs.py)
         "timeout_graceful_shutdown": graceful_timeout,
         "timeout_keep_alive": limits.keep_alive_timeout,
         "server_header": False,
-        "log_level": "info",
+        "log_level": log_level,
         "log_config": log_config,
         # X-Forwarded-For is believed only from the proxies named here; uvicorn's default would
         # trust 127.0.0.1, so that a local proxy's clients could choose their client_ip.
@@ -86,34 +96,52 @@ def run(  # noqa: PLR0913 - one parameter per `serve` option
     }
     if allow_unauthenticated_admin:
         _warn_unauthenticated_admin(has_keys=config.auth is not None)
-    logger.info("serving %d route(s) from %s on http://%s:%d", len(config.routes), config_path, host, port)
-    if workers > 1:
-        os.environ[CONFIG_ENV] = os.path.abspath(config_path)
-        # The worker factory's only channel; a single process gets the flag as an attribute below.
-        os.environ[ALLOW_UNAUTHENTICATED_ADMIN_ENV] = "1" if allow_unauthenticated_admin else "0"
-        config_ = uvicorn.Config(
-            "gateway_server.app:create_app_from_env", factory=True, workers=workers, **common
-        )
-        config_.gateway_limits = limits  # type: ignore[attr-defined]  # pickled into every worker
-        _supervise(config_)
-        return
-    app = create_app(config, reload_interval=reload_interval or None, freeze_heap=True)
-    app.state.auth.allow_unauthenticated_admin = allow_unauthenticated_admin
-    single = uvicorn.Config(app, **common)
-    single.gateway_limits = limits  # type: ignore[attr-defined]  # read by CoalescingHttpToolsProtocol
-    with _signals_end_cleanly():
-        uvicorn.Server(single).run()
+    sock = bind(host, port)  # raises ListenError (its own exit code) before anything is announced
+    sock.listen(2048)  # uvicorn's backlog: connections from now on wait for the server, not refused
+    bound_port = sock.getsockname()[1]
+    logger.info(
+        "serving %d route(s) from %s on http://%s",
+        len(config.routes),
+        config_path,
+        display_address(host, bound_port),
+    )
+    with sock:  # closed however serving ends (uvicorn leaves it open after a failed start-up)
+        if workers > 1:
+            os.environ[CONFIG_ENV] = os.path.abspath(config_path)
+            # The worker factory's only channel; a single process gets the flag as an attribute below.
+            os.environ[ALLOW_UNAUTHENTICATED_ADMIN_ENV] = "1" if allow_unauthenticated_admin else "0"
+            os.environ.update(
+                {
+                    logs.LOG_LEVEL_ENV: log_level,
+                    logs.LOG_FORMAT_ENV: log_format,
+                    logs.ACCESS_LOG_ENV: "1" if access_log else "0",
+                    STARTED_ENV: repr(time.time()),  # one uptime for the whole server
+                }
+            )
+            # Every worker keeps its metrics in a file of this directory; any worker's scrape adds
+            # them all up (metrics_store.py). Made fresh for this server, removed when it stops.
+            metrics_dir = tempfile.mkdtemp(prefix="gatewayctl-metrics-")
+            os.environ[METRICS_DIR_ENV] = metrics_dir
+            try:
+                config_ = uvicorn.Config(
+                    "gateway_server.app:create_app_from_env", factory=True, workers=workers, **common
+                )
+                config_.gateway_limits = limits  # type: ignore[attr-defined]  # pickled into every worker
+                _supervise(config_, sock)
+            finally:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
+            return
+        app = create_app(config, reload_interval=reload_interval or None, freeze_heap=True)
+        app.state.auth.allow_unauthenticated_admin = allow_unauthenticated_admin
+        if access_log and logging.getLevelName(log_level.upper()) <= logging.INFO:
+            app.state.access_log = logs.AccessLog(log_format)
+        single = uvicorn.Config(app, **common)
+        single.gateway_limits = limits  # type: ignore[attr-defined]  # read by CoalescingHttpToolsProtocol
+        with _signals_end_cleanly():
+            uvicorn.Server(single).run(sockets=[sock])
 
 
-def _log_config() -> dict[str, Any]:
-    """Uvicorn's logging setup plus the ``gateway_server`` loggers (reloads, rejected config files)
-    on the same stderr handler. Passed to uvicorn, it is applied in every worker process too."""
-    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    config["loggers"]["gateway_server"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    return config
-
-
-def _supervise(config: uvicorn.Config) -> None:
+def _supervise(config: uvicorn.Config, sock: socket.socket) -> None:
     """Run ``config.workers`` worker processes on one listening socket, as ``uvicorn.run`` does,
     except that the parent closes its copy of the socket as soon as shutdown begins.
 
@@ -131,7 +159,7 @@ def _supervise(config: uvicorn.Config) -> None:
                 sock.close()
             super().terminate_all()
 
-    Supervisor(config, sockets=[config.bind_socket()]).run()
+    Supervisor(config, sockets=[sock]).run()
 
 
 @contextmanager

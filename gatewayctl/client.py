@@ -63,6 +63,7 @@ _BACKOFF = 0.1
 ROUTES_PATH = "/api/2.0/gateway/routes/"
 USAGE_PATH = "/api/2.0/gateway/usage"
 KEYS_PATH = "/api/2.0/gateway/keys"
+STATS_PATH = "/api/2.0/gateway/stats"  # gatewayctl top's snapshot (docs/observability.md)
 
 _T = TypeVar("_T")
 
@@ -118,15 +119,37 @@ def _query_call(route: str, data: Mapping[str, Any], stream: bool) -> _Call:
     return _Call("POST", f"/gateway/{_segment(route)}/invocations", body=body)
 
 
-def _create_call(name: str, route_type: str | RouteType, model: Mapping[str, Any]) -> _Call:
-    try:
-        kind = RouteType(route_type)
-    except ValueError:
-        allowed = ", ".join(t.value for t in RouteType)
-        raise InvalidRequestError(
-            f"route_type {route_type!r} is not one of: {allowed}", param="route_type"
-        ) from None
-    body = {"name": name, "route_type": kind.value, "model": dict(model)}
+def _create_call(
+    name: str | Mapping[str, Any],
+    route_type: str | RouteType | None = None,
+    model: Mapping[str, Any] | None = None,
+) -> _Call:
+    """``create_route(name, route_type, model)`` (MLflow's form) or ``create_route(definition)``:
+    one whole route entry as in a config's ``routes:`` list (``fallbacks``, ``retry``, ``timeout``,
+    ``limit``, a ``models`` split...), sent as given; the gateway validates it like its file."""
+    if isinstance(name, Mapping):
+        if route_type is not None or model is not None:
+            raise InvalidRequestError(
+                "give either one route definition (a mapping) or name, route_type and model", param="name"
+            )
+        body = dict(name)
+        if not isinstance(body.get("name"), str):
+            raise InvalidRequestError("the route definition has no 'name'", param="name")
+    else:
+        if route_type is None or model is None:
+            raise InvalidRequestError(
+                "create_route(name, route_type, model) needs all three (or one definition mapping)",
+                param="route_type" if route_type is None else "model",
+            )
+        body = {"name": name, "route_type": route_type, "model": dict(model)}
+    if "route_type" in body:
+        try:
+            body["route_type"] = RouteType(body["route_type"]).value
+        except ValueError:
+            allowed = ", ".join(t.value for t in RouteType)
+            raise InvalidRequestError(
+                f"route_type {body['route_type']!r} is not one of: {allowed}", param="route_type"
+            ) from None
     return _Call("POST", ROUTES_PATH, body=body)
 
 
@@ -320,8 +343,17 @@ class GatewayClient(_ClientBase):
             return ChunkStream(self._send(call, stream=True))
         return self._json(call)
 
-    def create_route(self, name: str, route_type: str | RouteType, model: Mapping[str, Any]) -> Route:
-        """Create a route on the gateway (needs an admin key); ``model`` is ``{name, provider, config}``."""
+    def create_route(
+        self,
+        name: str | Mapping[str, Any],
+        route_type: str | RouteType | None = None,
+        model: Mapping[str, Any] | None = None,
+    ) -> Route:
+        """Create a route on the gateway (needs an admin key).
+
+        ``create_route(name, route_type, model)`` as in MLflow (``model`` is ``{name, provider,
+        config}``), or ``create_route(definition)`` with a whole route entry as in the config file.
+        """
         return self._route(self._json(_create_call(name, route_type, model)))
 
     def get_usage(self, by: str = "key", since: str = "24h") -> dict[str, Any]:
@@ -331,6 +363,9 @@ class GatewayClient(_ClientBase):
     def list_keys(self) -> list[dict[str, Any]]:
         """The gateway's keys: scopes, limits, budgets and what is left (admin scope; never a secret)."""
         return self._json(_Call("GET", KEYS_PATH))["keys"]
+    def stats(self) -> dict[str, Any]:
+        """The gateway's counters per route, every worker added up (what ``gatewayctl top`` shows)."""
+        return self._json(_Call("GET", STATS_PATH))
 
     def delete_route(self, name: str) -> None:
         """Delete a route from the gateway (needs an admin key)."""
@@ -426,7 +461,13 @@ class AsyncGatewayClient(_ClientBase):
             return AsyncChunkStream(await self._send(call, stream=True))
         return await self._json(call)
 
-    async def create_route(self, name: str, route_type: str | RouteType, model: Mapping[str, Any]) -> Route:
+    async def create_route(
+        self,
+        name: str | Mapping[str, Any],
+        route_type: str | RouteType | None = None,
+        model: Mapping[str, Any] | None = None,
+    ) -> Route:
+        """Create a route; the same two forms as :meth:`GatewayClient.create_route`."""
         return self._route(await self._json(_create_call(name, route_type, model)))
 
     async def get_usage(self, by: str = "key", since: str = "24h") -> dict[str, Any]:
@@ -434,6 +475,9 @@ class AsyncGatewayClient(_ClientBase):
 
     async def list_keys(self) -> list[dict[str, Any]]:
         return (await self._json(_Call("GET", KEYS_PATH)))["keys"]
+    async def stats(self) -> dict[str, Any]:
+        """The gateway's counters per route, every worker added up (what ``gatewayctl top`` shows)."""
+        return await self._json(_Call("GET", STATS_PATH))
 
     async def delete_route(self, name: str) -> None:
         await self._send(_delete_call(name))

@@ -55,8 +55,13 @@ def query(route: str, data: Mapping[str, Any], *, stream: bool = False) -> dict[
     return chunks
 
 
-def create_route(name: str, route_type: str | RouteType, model: Mapping[str, Any]) -> Route:
-    """Create a route on the current gateway (admin key from ``GATEWAYCTL_API_KEY``)."""
+def create_route(
+    name: str | Mapping[str, Any],
+    route_type: str | RouteType | None = None,
+    model: Mapping[str, Any] | None = None,
+) -> Route:
+    """Create a route on the current gateway (admin key from ``GATEWAYCTL_API_KEY``); a whole
+    route entry as one mapping works too (see ``GatewayClient.create_route``)."""
     with GatewayClient() as client:
         return client.create_route(name, route_type, model)
 

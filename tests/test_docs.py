@@ -70,3 +70,28 @@ def test_docs_every_route_type_is_documented() -> None:
     readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
     for route_type in RouteType:
         assert route_type.value in readme
+
+
+def test_docs_cli_exit_code_table_matches_the_cli() -> None:
+    from gatewayctl.cli.exit_codes import _MEANINGS
+
+    text = (DOCS / "cli.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| (\d+) \| (.+) \|$", text, re.M))
+    assert sorted(int(code) for code in rows) == sorted(int(code) for code in _MEANINGS)
+    for code, meaning in _MEANINGS.items():
+        first_words = " ".join(meaning.split()[:2]).strip("(`")
+        assert first_words.replace("--host/--port", "") in rows[str(int(code))].replace("`", ""), code
+
+
+def test_docs_cli_says_how_to_install_each_completion_script() -> None:
+    text = (DOCS / "cli.md").read_text(encoding="utf-8")
+    for shell in ("bash", "zsh", "fish"):
+        assert f"gatewayctl completion {shell} >" in text, shell
+
+
+def test_docs_stand_alone_without_design_note_references() -> None:
+    # Readers do not have the project's design notes: say the fact, or link inside docs/.
+    for path in [*sorted(DOCS.glob("*.md")), DOCS.parent / "README.md"]:
+        text = path.read_text(encoding="utf-8")
+        found = re.findall(r"\b(?:SPEC|STYLE)(?:\.md)?\s*§\s*[\d.]+", text)
+        assert not found, f"{path.name}: {found}"

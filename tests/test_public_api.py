@@ -22,6 +22,7 @@ PUBLIC_NAMES = [
     "GatewayUnreachableError",
     "GatewayUriError",
     "InvalidRequestError",
+    "ListenError",
     "MethodNotAllowedError",
     "MlflowGatewayClient",
     "PagedList",

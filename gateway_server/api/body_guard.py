@@ -50,7 +50,8 @@ def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
 
 def _too_large(declared: int, limit: int) -> PayloadTooLargeError:
     return PayloadTooLargeError(
-        f"The request body is {declared} bytes; this gateway accepts at most {limit}."
+        f"The request body is {declared} bytes; this gateway accepts at most {limit} "
+        "(server.max_request_bytes in its config)."
     )
 
 
@@ -71,7 +72,8 @@ async def read_body(scope: dict[str, Any], receive: Receive, limit: int) -> byte
             size += len(chunk)
             if size > limit:
                 raise PayloadTooLargeError(
-                    f"The request body is larger than {limit} bytes, the most this gateway accepts."
+                    f"The request body is larger than {limit} bytes, the most this gateway accepts "
+                    "(server.max_request_bytes in its config)."
                 )
             chunks.append(chunk)
         if not message.get("more_body", False):

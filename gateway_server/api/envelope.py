@@ -12,8 +12,12 @@ from gateway_server.errors import GatewayError
 __all__ = ["error_body", "internal_error"]
 
 
-def error_body(exc: GatewayError) -> bytes:
-    return orjson.dumps(exc.to_payload())
+def error_body(exc: GatewayError, request_id: str | None = None) -> bytes:
+    """The envelope; with ``request_id``, also in ``error.request_id`` (what to quote in a report)."""
+    payload = exc.to_payload()
+    if request_id is not None:
+        payload["error"]["request_id"] = request_id
+    return orjson.dumps(payload)
 
 
 def internal_error() -> GatewayError:

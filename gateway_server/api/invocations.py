@@ -36,6 +36,7 @@ from gateway_server.errors import (
     PayloadTooLargeError,
     RouteNotFoundError,
 )
+from gateway_server.observability import CURRENT, REQUEST_ID_HEADER, Record, request_id_of
 from gateway_server.registry import RouteEntry
 from gateway_server.reliability import call as call_upstream
 from gateway_server.routes import RouteType
@@ -190,11 +191,6 @@ async def _call(state: Any, entry: RouteEntry, payload: dict[str, Any], scope: d
         scope.pop(DISCONNECT_HOOK, None)
 
 
-async def _release(governor: Any, ticket: Any) -> None:
-    if ticket is not None:
-        await governor.settle(ticket, _NOTHING, None)
-
-
 def _error_headers(exc: GatewayError, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     extra = exc.headers()
     if extra:
@@ -204,13 +200,14 @@ def _error_headers(exc: GatewayError, headers: list[tuple[bytes, bytes]]) -> lis
     return headers
 
 
-async def handle_invocation(
+async def handle_invocation(  # noqa: C901 - one flat function per request is the hot path's design
     state: Any, invocation: Invocation, scope: dict[str, Any], receive: Any, send: Any
 ) -> None:
     started = perf_counter()
     upstream_seconds = 0.0
-    headers = JSON_HEADERS
-    route_label = ""  # a known route's name only: unknown names must not grow the metrics
+    record = _open_record(state, invocation, scope, started)
+    headers = [*JSON_HEADERS, (REQUEST_ID_HEADER, record.request_id.encode())]
+    error: BaseException | None = None
     governor = state.governor
     ticket = None  # what admission reserved (limits, budgets), settled on what the answer used
     protocol = invocation.protocol
@@ -222,10 +219,11 @@ async def handle_invocation(
             )
         # Before the body is read: 401/403 cost nothing and never reveal which routes exist.
         key_name = state.auth.authorize(scope["headers"], QUERY)  # None on a gateway without keys
+        record.key = key_name or ""
         payload = _parse_payload(await read_body(scope, receive, state.max_request_bytes))
         model = payload.get("model")
         entry = _resolve(state, invocation, payload)
-        route_label = entry.name
+        record.resolved(entry.name, entry.route_type, entry.plan.primaries)  # a known route only
         # Every path family reaches here (/gateway, /endpoints, /v1/*): limits and budgets, once,
         # before the body is validated (a malformed request still costs a call, as with MLflow).
         if governor is not None and governor.applies(entry, key_name, state.config.auth):
@@ -239,49 +237,59 @@ async def handle_invocation(
             answer = await protocol.invoke(call)
             ticket = None  # the protocol charged what its answer used (agent_stream.charge)
             if isinstance(answer, float):  # streamed; the gateway's own seconds up to the first event
-                state.metrics.observe(route_label, 200, perf_counter() - started, answer)
+                record.stream = True
+                _finish_record(state, record, 200, perf_counter() - started, answer, None)
                 return
             body, served, upstream_seconds = answer
+            record.served = served
             status, headers = 200, [*headers, (MODEL_HEADER, served.header)]
         else:
             payload = VALIDATORS[route_type](payload)
             if payload.get("stream"):
+                record.stream = True
                 overhead = await stream_response(
                     state, entry, payload, receive, send, started, (key_name, ticket)
                 )
-                state.metrics.observe(route_label, 200, perf_counter() - started, overhead)
+                _finish_record(state, record, 200, perf_counter() - started, overhead, None)
                 return
             upstream_started = perf_counter()
             try:  # deadline, retries, fallbacks, split, breakers: reliability.py (and the caller leaving)
                 result, served = await _call(state, entry, payload, scope)
             finally:
                 upstream_seconds = perf_counter() - upstream_started
+            record.served = served
+            record.usage = usage_of(result, payload)
             if governor is not None:  # charged at the price of the model that answered
-                await _charge(governor, ticket, key_name, entry, served, usage_of(result, payload))
+                await _charge(governor, ticket, key_name, entry, served, record.usage)
                 ticket = None
             headers = [*headers, (MODEL_HEADER, served.header)]
             if not result.get("model"):
                 result["model"] = served.adapter.model_name
+            record.answered(result)
             result = _finish(result, route_type)
             if invocation.flavor is Flavor.LEGACY:
                 result = TO_LEGACY[route_type](result)
             status, body = 200, orjson.dumps(result)
     except GatewayError as exc:
+        error = exc
         await _release(governor, ticket)  # refused or failed after admission: release the reservation
-        status, body = exc.status_code, render(exc)
+        status, body = exc.status_code, render(exc) if protocol is not None else error_body(exc, record.request_id)
         headers = _error_headers(exc, headers)
     except ClientGone:  # hung up before the answer: nobody to answer
         await _release(governor, ticket)
-        state.metrics.observe(route_label, CLIENT_CLOSED, perf_counter() - started, 0.0)
+        _finish_record(state, record, CLIENT_CLOSED, perf_counter() - started, 0.0, None)
         return
-    except Exception:  # the process edge: log it, answer the envelope, never a bare 500 page
-        logger.exception("unhandled error while serving %s", scope.get("path"))
+    except asyncio.CancelledError:  # the client left (a stream): counted as 499, nginx's "client closed"
+        _finish_record(state, record, CLIENT_CLOSED, perf_counter() - started, 0.0, None)
+        raise
+    except Exception as exc:  # the process edge: log it, answer the envelope, never a bare 500 page
+        error = exc
+        logger.exception("unhandled error while serving %s (request %s)", scope.get("path"), record.request_id)
         await _release(governor, ticket)
-        error = internal_error()
-        status, body = error.status_code, render(error)
+        internal = internal_error()
+        status, body = internal.status_code, render(internal) if protocol is not None else error_body(internal, record.request_id)
     elapsed = perf_counter() - started
     overhead_ms = (elapsed - upstream_seconds) * 1000
-    state.metrics.observe(route_label, status, elapsed, elapsed - upstream_seconds)
     await send(
         {
             "type": "http.response.start",
@@ -294,6 +302,29 @@ async def handle_invocation(
         }
     )
     await send({"type": "http.response.body", "body": body})
+    _finish_record(state, record, status, elapsed, elapsed - upstream_seconds, error)
+
+
+async def _release(governor: Any, ticket: Any) -> None:
+    """Give back what admission reserved for a request that failed (nothing, if it reserved none)."""
+    if ticket is not None:
+        await governor.settle(ticket, _NOTHING, None)
+
+
+def _open_record(state: Any, invocation: Invocation, scope: dict[str, Any], started: float) -> Record:
+    record = Record(state.metrics, invocation.flavor.value, request_id_of(scope["headers"]), started)
+    CURRENT.set(record)  # the task's own context: the reliability loop and upstream client see it
+    if state.tracer is not None:
+        state.tracer.start_request(record, scope)
+    return record
+
+
+def _finish_record(
+    state: Any, record: Record, status: int, seconds: float, overhead: float, error: BaseException | None
+) -> None:
+    record.finish(status, seconds, overhead, error)
+    if state.access_log is not None:
+        state.access_log.write(record, status, seconds, overhead, error)
 
 
 async def handle_resource(state: Any, invocation: Invocation, scope: dict[str, Any], send: Any) -> None:

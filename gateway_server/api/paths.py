@@ -2,6 +2,7 @@
 
 HEALTH = "/health"
 METRICS = "/metrics"
+STATS = "/api/2.0/gateway/stats"  # gatewayctl top's JSON snapshot (stats.py)
 
 # Seed era (MLflow 2.5-2.8): routes
 ROUTES = "/api/2.0/gateway/routes/"

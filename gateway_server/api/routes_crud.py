@@ -182,7 +182,8 @@ async def delete_endpoint(name: str, state: State) -> dict[str, Any]:
 
 @router.get(paths.METRICS, summary="Prometheus metrics", response_class=PlainTextResponse)
 async def metrics(state: State) -> PlainTextResponse:
-    return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
+    body = state.metrics.render(entry.name for entry in state.registry.list())
+    return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
 
 
 @router.get(paths.HEALTH, summary="Liveness")

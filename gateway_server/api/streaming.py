@@ -30,6 +30,7 @@ import orjson
 
 from gateway_server.api.envelope import internal_error
 from gateway_server.errors import GatewayError
+from gateway_server.observability import CURRENT, REQUEST_ID_HEADER
 from gateway_server.registry import RouteEntry
 from gateway_server.reliability import open_stream
 from gateway_server.routes import RouteType
@@ -51,9 +52,10 @@ MODEL_HEADER = b"x-gateway-model"  # <provider>/<model> that served (a fallback,
 class _ChunkDecorator:
     """Fills what the standard requires on every chunk of one stream (and watches its usage)."""
 
-    __slots__ = ("created", "id", "model", "route_type", "seen_roles", "tally")
+    __slots__ = ("created", "finish_reasons", "id", "model", "route_type", "seen_roles", "tally")
 
     def __init__(self, entry: RouteEntry, model: str | None = None) -> None:
+        self.finish_reasons: list[str] = []  # for the trace
         self.route_type = entry.route_type
         prefix = "chatcmpl-" if entry.route_type is RouteType.CHAT else "cmpl-"
         self.id = prefix + uuid.uuid4().hex
@@ -68,13 +70,15 @@ class _ChunkDecorator:
         chunk["created"] = chunk.get("created") or self.created
         if not chunk.get("model"):
             chunk["model"] = self.model
-        if self.route_type is RouteType.CHAT:
-            for choice in chunk.get("choices") or ():
-                index = choice.get("index", 0)
-                if index not in self.seen_roles:
-                    self.seen_roles.add(index)
-                    delta = choice.setdefault("delta", {})
-                    delta.setdefault("role", "assistant")
+        chat = self.route_type is RouteType.CHAT
+        for choice in chunk.get("choices") or ():
+            if choice.get("finish_reason"):
+                self.finish_reasons.append(choice["finish_reason"])
+            index = choice.get("index", 0)
+            if chat and index not in self.seen_roles:
+                self.seen_roles.add(index)
+                delta = choice.setdefault("delta", {})
+                delta.setdefault("role", "assistant")
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 
@@ -107,6 +111,11 @@ async def stream_response(
     decorate = _ChunkDecorator(entry, adapter.model_name)
     upstream_seconds = perf_counter() - upstream_started
     overhead_ms = (perf_counter() - started - upstream_seconds) * 1000
+    record = CURRENT.get()
+    if record is not None:
+        record.served = served
+        record.first_chunk = perf_counter() - started
+        extra_headers = [*extra_headers, (REQUEST_ID_HEADER, record.request_id.encode())]
     await send(
         {
             "type": "http.response.start",
@@ -123,9 +132,13 @@ async def stream_response(
     try:
         ending = await _forward(first, chunks, decorate, receive, send)
     finally:  # finished, failed or abandoned: what went out is charged
+        used = decorate.tally.result(payload)
+        if record is not None:
+            record.usage = used
+            record.response_model = decorate.model
+            record.finish_reasons = decorate.finish_reasons
         governor = state.governor
         if governor is not None:
-            used = decorate.tally.result(payload)
             governor.record(account[0], entry.name, served.label, used, served.price)
             await governor.settle(account[1], used, served.price)
     # The last event goes out only once the stream is charged: a client that sends its next request

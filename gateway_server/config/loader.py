@@ -11,6 +11,7 @@ writes ``os.environ`` or globals.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, get_args, get_origin
@@ -57,18 +58,12 @@ def parse_config(text: str, path: str | None = None) -> GatewayConfig:
     try:
         data, lines = _read_yaml(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        if mark is not None:
-            line = mark.line + 1
-        else:  # a reader error (a control character, bad encoding): it knows its position only
-            line = text.count("\n", 0, getattr(exc, "position", 0) or 0) + 1
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(
-            [ConfigIssue(f"not valid YAML: {problem}", path=path, line=line)], path=path
-        ) from None
+        raise ConfigError([_yaml_issue(exc, path, text)], path=path) from None
     locator = _Locator(path, lines, data, file_start=1)
     if not isinstance(data, dict):
         locator.fail([((), "the file must be a mapping with a 'routes:' (or 'endpoints:') list")])
+    # Top-level x-* keys are the file's own (YAML anchors to reuse, as in docker-compose files).
+    data = {key: value for key, value in data.items() if not (isinstance(key, str) and key.startswith("x-"))}
     top = "endpoints" if "endpoints" in data and "routes" not in data else "routes"
     raw_routes = data.get(top)
     issues: list[tuple[tuple[Any, ...], str]] = []
@@ -84,7 +79,7 @@ def parse_config(text: str, path: str | None = None) -> GatewayConfig:
     try:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        for error in exc.errors(include_url=False, include_input=False):
+        for error in exc.errors(include_url=False, include_input=True):  # enum inputs: did you mean
             loc = _single_limit(_rename_top(tuple(error["loc"]), top), data)
             if not error["msg"].endswith(_DUPLICATES_SEEN):  # already reported per route, with lines
                 issues.append((loc, _message(error, loc)))
@@ -109,7 +104,7 @@ def parse_route(data: Any, source: str = "<request>", *, base: GatewayConfig | N
     try:
         route = RouteConfig.model_validate(prepared)
     except ValidationError as exc:
-        for error in exc.errors(include_url=False, include_input=False):
+        for error in exc.errors(include_url=False, include_input=True):
             loc = ("routes", 0, *error["loc"])
             issues.append((loc, _message(error, loc)))
     else:
@@ -165,8 +160,7 @@ def _prevalidate_route(index: int, entry: Any, issues: Issues, top: str, scope: 
             continue
         new_blocks = [_prevalidate_model(loc, block, issues, scope) for loc, block in blocks]
         entry[key] = new_blocks[0] if key == "model" else new_blocks
-        if key != "model":
-            issues.extend(_route_type_errors(entry.get("route_type", entry.get("endpoint_type")), blocks))
+        issues.extend(_route_type_errors(entry.get("route_type", entry.get("endpoint_type")), blocks))
     return entry
 
 
@@ -206,6 +200,26 @@ def _alias_issues(raw_routes: list[Any], top: str) -> list[tuple[tuple[Any, ...]
     return [
         ((top, index, "aliases", position), message) for index, position, message in alias_clashes(routes)
     ]
+
+
+def _yaml_issue(exc: yaml.YAMLError, path: str | None, text: str) -> ConfigIssue:
+    """Where the YAML went wrong. A quote or bracket never closed is reported where it opens (the
+    parser only notices at the end of the file, which says nothing about where to look)."""
+    problem = getattr(exc, "problem", None) or str(exc)
+    mark = getattr(exc, "problem_mark", None)
+    context, opened = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if opened is not None and context and "end of stream" in problem:
+        what = "a quoted string" if "quoted scalar" in context else context.removeprefix("while parsing ")
+        return ConfigIssue(
+            f"not valid YAML: {what} starts here and is never closed", path=path, line=opened.line + 1
+        )
+    if mark is not None:
+        line = mark.line + 1
+    elif opened is not None:
+        line = opened.line + 1
+    else:  # a reader error (a control character, bad encoding): it knows its position only
+        line = text.count("\n", 0, getattr(exc, "position", 0) or 0) + 1
+    return ConfigIssue(f"not valid YAML: {problem}", path=path, line=line)
 
 
 def _duplicate_names(raw_routes: list[Any], top: str) -> list[tuple[tuple[Any, ...], str]]:
@@ -252,9 +266,9 @@ def _rename_top(loc: tuple[Any, ...], top: str) -> tuple[Any, ...]:
 def _route_type_errors(
     route_type: Any, blocks: list[tuple[tuple[Any, ...], Any]]
 ) -> list[tuple[tuple[Any, ...], str]]:
-    """A fallback or split member whose provider lacks the route type could never serve: an error.
-
-    (The primary ``model`` keeps MLflow's behaviour: a warning, and queries answer 501.)"""
+    """A model whose provider lacks the route type could never serve: an error, for the primary
+    ``model`` as for fallbacks and split members. (MLflow loads such a route and answers 501 to
+    every query; a config that can never work is refused here instead.)"""
     try:
         wanted = RouteType(route_type)
     except ValueError:
@@ -291,12 +305,40 @@ def _message(error: ErrorDetails, loc: tuple[Any, ...], root: type[BaseModel] | 
     if kind == "string_type":
         return "must be a string (put it in quotes: YAML reads yes, no, on, off and numbers as other types)"
     if kind == "enum":
-        return f"must be one of {error.get('ctx', {}).get('expected', 'the allowed values')}"
+        expected = error.get("ctx", {}).get("expected", "the allowed values")
+        return f"must be one of {expected}{_enum_hint(loc, error.get('input'))}"
+    if kind in ("model_type", "dict_type") and _is_model_block(loc):
+        value = error.get("input")
+        adapter = get_adapter_class(value) if isinstance(value, str) else None
+        provider = adapter.name if adapter is not None else "openai"
+        said = f"'{value}' is a provider name, but " if adapter is not None else ""
+        return (
+            f"{said}a model is a mapping of provider, name and config, e.g. "
+            f"{{provider: {provider}, name: MODEL-NAME, config: {{...}}}} (see docs/providers.md)"
+        )
+    if kind in ("model_type", "dict_type"):
+        return "must be a mapping (key: value lines, or {key: value})"
     message = error["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):
             message = message[len(prefix) :]
     return message.replace("Input should be", "must be", 1)
+
+
+def _is_model_block(loc: tuple[Any, ...]) -> bool:
+    return bool(loc) and (
+        loc[-1] == "model"
+        or (len(loc) >= 2 and loc[-2] in ("models", "fallbacks") and isinstance(loc[-1], int))
+    )
+
+
+def _enum_hint(loc: tuple[Any, ...], value: Any) -> str:
+    """'did you mean' for a misspelt route type (the input of an enum error is never a secret)."""
+    if not (loc and loc[-1] in ("route_type", "endpoint_type") and isinstance(value, str)):
+        return ""
+    kinds = {t.value.rsplit("/", 1)[-1]: t.value for t in RouteType}  # compared by their last part
+    match = difflib.get_close_matches(value.rsplit("/", 1)[-1].lower(), list(kinds), n=1, cutoff=0.6)
+    return f"; did you mean '{kinds[match[0]]}'?" if match else ""
 
 
 def _allowed_keys(root: type[BaseModel], loc: tuple[Any, ...], relative: bool) -> list[str]:

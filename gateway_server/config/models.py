@@ -38,6 +38,7 @@ __all__ = [
     "GatewayConfig",
     "LimitConfig",
     "Model",
+    "OtelConfig",
     "PriceConfig",
     "RetryConfig",
     "RouteConfig",
@@ -383,10 +384,26 @@ class AuthConfig(_Strict):
         return self
 
 
+class OtelConfig(_Strict):
+    """OpenTelemetry tracing (``gatewayctl[otel]``); ``OTEL_EXPORTER_OTLP_*`` variables work too."""
+
+    endpoint: str  # the OTLP/HTTP base URL (``/v1/traces`` is appended), as OTEL_EXPORTER_OTLP_ENDPOINT
+    service_name: str = "gatewayctl"
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)  # of the traces a caller did not sample
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL (OTLP over HTTP)")
+        return value
+
+
 class ServerConfig(_Strict):
     shared_state: str | None = None
     max_request_bytes: int = Field(default=1024 * 1024, gt=0)
-    cors_origins: list[str] = Field(default_factory=list)
+    # No cors_origins: browsers are not callers this gateway serves directly (its keys would be in
+    # the page). A strict config refuses the key rather than accept one that does nothing.
     # pool: our HTTP/1.1 client (fastest); httpx: proxies from the environment, HTTP/2 (docs/operations.md).
     upstream_transport: Literal["pool", "httpx"] = "pool"
     # The embedded usage store (no shared_state): a SQLite file, relative to the config's folder;
@@ -405,6 +422,7 @@ class ServerConfig(_Strict):
                     f"'{pattern}' is not a host pattern: give 'host', 'host:port' or '*.domain' (no scheme, no path)"
                 )
         return value
+    otel: OtelConfig | None = None
 
     @field_validator("shared_state")
     @classmethod

@@ -1,6 +1,5 @@
 """Warnings of a valid config: what loads but is most likely a mistake.
 
-- a provider that does not offer the route's type (queries answer 501, as in MLflow);
 - a literal key spelled like an environment variable's name (``OPENAI_API_KEY``): most likely a
   forgotten ``$``, so the warning says "did you mean '$OPENAI_API_KEY'?".
 """
@@ -13,15 +12,15 @@ from typing import Any
 from pydantic import BaseModel
 
 from gateway_server.config.models import GatewayConfig, Model, RouteConfig
-from gateway_server.providers import get_adapter_class
 from gateway_server.secrets import Secret, env_name_hint
 
 __all__ = ["config_warnings"]
 
 
 def config_warnings(config: GatewayConfig, top: str) -> list[tuple[tuple[Any, ...], str]]:
-    """Every warning, as (location, message) for the loader to place in the file."""
-    return _env_name_warnings(config, top) + _route_type_warnings(config, top)
+    """Every warning, as (location, message) for the loader to place in the file. (A model whose
+    provider lacks the route's type is an error, not a warning: ``loader._route_type_errors``.)"""
+    return _env_name_warnings(config, top)
 
 
 def _model_blocks(route: RouteConfig, loc: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], Model]]:
@@ -64,20 +63,4 @@ def _env_name_warnings(config: GatewayConfig, top: str) -> list[tuple[tuple[Any,
         hint = env_name_hint(key.key.source) if key.key is not None and key.key.kind == "literal" else None
         if hint:
             found.append((("auth", "keys", index, "key"), hint))
-    return found
-
-
-def _route_type_warnings(config: GatewayConfig, top: str) -> list[tuple[tuple[Any, ...], str]]:
-    found = []
-    for index, route in enumerate(config.routes):
-        for model in [route.model] if route.model is not None else []:
-            adapter = get_adapter_class(model.provider)
-            if adapter is not None and route.route_type not in adapter.route_types:
-                found.append(
-                    (
-                        (top, index, "model", "provider"),
-                        f"provider '{model.provider}' does not offer {route.route_type.value}; "
-                        "queries to this route will answer 501",
-                    )
-                )
     return found

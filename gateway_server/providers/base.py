@@ -261,7 +261,8 @@ class Adapter:
     ) -> list[dict[str, Any]]:
         """Standard chunks (``providers/streaming.py``) for one upstream event; ``state`` is a dict
         private to one stream, for providers that must carry something from event to event
-        (token counts, tool-call indices). Return ``[]`` for events that carry nothing."""
+        (token counts, tool-call indices); it starts as ``{"payload": the caller's payload}``.
+        Return ``[]`` for events that carry nothing."""
         raise self._unsupported(route_type)
 
     # ----------------------------------------------------------- errors

@@ -23,7 +23,7 @@ from gateway_server.errors import InvalidRequestError, UpstreamStatusError
 from gateway_server.providers._translate import base_url, dump_arguments, event_json, refuse, stop_list, usage
 from gateway_server.providers.base import ProviderConfig, UpstreamRequest, reason_from_body
 from gateway_server.providers.openai import OpenAIWire, OpenAIWireAdapter
-from gateway_server.providers.streaming import StreamEvent, completions_chunk
+from gateway_server.providers.streaming import SSEDecoder, StreamEvent, completions_chunk
 from gateway_server.routes import RouteType
 
 __all__ = ["HuggingFaceTextGenerationInferenceConfig", "TGIAdapter", "TGIConfig"]
@@ -139,6 +139,11 @@ class TGIAdapter(OpenAIWireAdapter, provider="huggingface_text_generation_infere
         return result
 
     # ----------------------------------------------------------- streaming
+
+    def stream_decoder(self) -> SSEDecoder:
+        # Plain SSE: the native /generate_stream never sends OpenAI's [DONE], and the chat stream
+        # (OpenAI's shape) ends with one, which releases any chunk held for the usage.
+        return SSEDecoder()
 
     def parse_stream_event(
         self, route_type: RouteType, event: StreamEvent, state: dict[str, Any]

@@ -25,7 +25,7 @@ from gateway_server.providers.base import (
     origin_of,
     reason_from_body,
 )
-from gateway_server.providers.streaming import StreamEvent
+from gateway_server.providers.streaming import SSEDecoder, StreamEvent
 from gateway_server.routes import RouteType
 from gateway_server.secrets import Secret
 
@@ -150,17 +150,30 @@ class OpenAIWireAdapter(Adapter):
 
     def build_stream_request(self, route_type: RouteType, payload: dict[str, Any]) -> UpstreamRequest:
         request = super().build_stream_request(route_type, payload)
+        request.body["stream_options"] = {**(request.body.get("stream_options") or {}), "include_usage": True}
+        # Without include_usage OpenAI sends no usage in a stream at all, and the gateway's final
+        # chunk carries the usage; parse_stream_event puts it where the caller expects it.
         request.body["stream"] = True
-        # Without this OpenAI sends no usage in a stream; the last chunk must carry it (SPEC §3).
-        options = request.body.get("stream_options") or {}
-        request.body["stream_options"] = {**options, "include_usage": True}
         return request
+
+    def stream_decoder(self) -> SSEDecoder:
+        return _EndingDecoder()
 
     def parse_stream_event(
         self, route_type: RouteType, event: StreamEvent, state: dict[str, Any]
     ) -> list[dict[str, Any]]:
+        """One standard chunk per OpenAI event, with the usage where the caller expects it.
+
+        OpenAI ends an ``include_usage`` stream with a separate chunk whose ``choices`` is empty.
+        The gateway asks for it on every stream (usage counts, limits, metrics), but a caller who
+        did not ask would crash on that chunk in the usual ``chunk["choices"][0]`` loop. So unless
+        the caller set ``stream_options.include_usage`` itself, the chunks that finish a choice are
+        held until the usage arrives and the last of them carries it: the final chunk has its
+        choice and the usage. A chunk with no choices and no usage carries nothing and is dropped.
+        """
         if event.data == "[DONE]":
-            return []
+            held: list[dict[str, Any]] = state.pop("held", [])  # no usage came: release what was held
+            return held
         data = orjson.loads(event.data)
         if "error" in data:  # OpenAI reports a failure after the first byte as an event
             reason = reason_from_body(data, "error event in the stream")
@@ -173,6 +186,32 @@ class OpenAIWireAdapter(Adapter):
         for key in ("id", "created", "usage", "system_fingerprint"):
             if data.get(key) is not None:
                 chunk[key] = data[key]
+        choices = chunk["choices"]
+        if not choices and "usage" not in chunk:
+            return []
+        asked = state.get("caller_asked_usage")
+        if asked is None:
+            asked = state["caller_asked_usage"] = _caller_asked_usage(state.get("payload"))
+        if asked:
+            return [chunk]
+        if not choices:  # the usage-only chunk: onto the held final chunk(s)
+            finishing: list[dict[str, Any]] = state.pop("held", [])
+            if not finishing:  # no finishing chunk seen: give the usage an empty choice to stand on
+                empty: dict[str, Any] = {"delta": {}} if route_type is RouteType.CHAT else {"text": ""}
+                chunk["choices"] = [{"index": 0, **empty, "finish_reason": None}]
+                return [chunk]
+            finishing[-1]["usage"] = chunk["usage"]
+            return finishing
+        finished = (
+            choices[0].get("finish_reason")
+            if len(choices) == 1
+            else any(choice.get("finish_reason") for choice in choices)
+        )
+        if finished and "usage" not in chunk:
+            state.setdefault("held", []).append(chunk)
+            return []
+        if "held" in state:
+            return [*state.pop("held"), chunk]
         return [chunk]
 
     # OpenAI already answers in the standard shapes; parsing checks the shape and keeps only
@@ -271,3 +310,19 @@ def _with_envelope(
     if body.get("created"):
         result["created"] = body["created"]
     return result
+
+
+def _caller_asked_usage(payload: Any) -> bool:
+    """Whether the caller's own request set ``stream_options.include_usage``."""
+    options = payload.get("stream_options") if isinstance(payload, dict) else None
+    return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
+class _EndingDecoder(SSEDecoder):
+    """SSE, plus a ``[DONE]`` at the end of the body, so chunks held for the usage always go out
+    (after OpenAI's own ``[DONE]`` it finds nothing held, and adds nothing)."""
+
+    __slots__ = ()
+
+    def close(self) -> list[StreamEvent]:
+        return [*super().close(), StreamEvent("[DONE]")]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from gateway_server.auth import KeyTable
@@ -43,7 +43,7 @@ logger = logging.getLogger("gateway_server.runtime")
 class RouteTable:
     """The effective config, its route index, gateway keys and body cap; swapped only here."""
 
-    __slots__ = ("auth", "base", "breakers", "config", "index", "lock", "max_request_bytes", "store")
+    __slots__ = ("auth", "base", "breakers", "config", "index", "lock", "max_request_bytes", "on_swap", "store")
 
     def __init__(
         self,
@@ -61,6 +61,8 @@ class RouteTable:
         self.index = RouteIndex(self.config.routes, self.breakers)
         self.auth = KeyTable.from_config(self.config.auth)
         self.max_request_bytes = self.config.server.max_request_bytes
+        # Called with the route names after each swap (the metrics forget deleted routes' series).
+        self.on_swap: list[Callable[[list[str]], None]] = []
 
     # -- reading (the hot path reads ``index`` directly) -----------------------------------------
 
@@ -93,6 +95,8 @@ class RouteTable:
         # No await between these assignments: readers on the loop see all of them or none.
         self.config, self.index, self.auth = config, index, auth
         self.max_request_bytes = config.server.max_request_bytes
+        for callback in self.on_swap:
+            callback([entry.name for entry in index.list()])
         level = logging.DEBUG if quiet and not changes else logging.INFO
         logger.log(level, "%s: %s", reason, changes.summary())
         return changes

@@ -149,7 +149,7 @@ class GatewayProcess:
             try:
                 return self._start_once()
             except GatewayStartError:
-                if attempt == attempts or "address already in use" not in self.output.lower():
+                if attempt == attempts or "already in use" not in self.output.lower():  # runner or uvicorn
                     raise
                 self.process = None
         raise AssertionError("unreachable")

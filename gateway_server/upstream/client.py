@@ -29,6 +29,7 @@ from gateway_server.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
+from gateway_server.observability import CURRENT
 from gateway_server.providers.base import Adapter, UpstreamRequest
 from gateway_server.providers.streaming import answer_chunks
 from gateway_server.routes import RouteType
@@ -82,9 +83,14 @@ class UpstreamClient:
             if adapter.refresh is not None:  # credentials due for a (threaded) refresh: Bedrock
                 await adapter.refresh()
             request = adapter.build_request(route_type, payload)
+            record = CURRENT.get()  # adds X-Request-Id (and traceparent when tracing)
             try:
                 status, headers, raw = await self.transport.request(
-                    request.method, request.url, request.headers, _encode(request), timeout
+                    request.method,
+                    request.url,
+                    request.headers if record is None else record.upstream_headers(request.headers),
+                    _encode(request),
+                    timeout,
                 )
             except TimeoutError as exc:
                 raise UpstreamTimeoutError(
@@ -145,12 +151,17 @@ class UpstreamClient:
         request = adapter.build_stream_request(route_type, payload)
         decoder = adapter.stream_decoder()
         read = adapter.read_stream
-        state: dict[str, Any] = {}
+        state: dict[str, Any] = {"payload": payload}  # the caller's request, for the adapter to read
         response = None
         streaming = False
+        record = CURRENT.get()
         try:
             response = await self.transport.send(
-                request.method, request.url, request.headers, _encode(request), timeout
+                request.method,
+                request.url,
+                request.headers if record is None else record.upstream_headers(request.headers),
+                _encode(request),
+                timeout,
             )
             if response.status >= 300:
                 self._raise_status(adapter, response.status, response.headers, await response.read())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from gateway_server.errors import ConfigError, GatewayError
+from gateway_server.errors import ConfigError, GatewayError, ListenError
 from gatewayctl._common import GatewayUnreachableError
 from gatewayctl._uri import GatewayUriError
 
@@ -19,16 +19,18 @@ class ExitCode(IntEnum):
     GATEWAY_CLIENT_ERROR = 4
     GATEWAY_SERVER_ERROR = 5
     UNREACHABLE = 6
+    CANNOT_LISTEN = 7
 
 
 _MEANINGS = {
     ExitCode.OK: "success",
-    ExitCode.FAILURE: "failure (unexpected error, or aborted)",
-    ExitCode.USAGE: "usage error (bad option or argument, no gateway URI)",
+    ExitCode.FAILURE: "failure (unexpected error, aborted, or the server stopped while starting)",
+    ExitCode.USAGE: "usage error (bad option or argument, no gateway URI, no config file)",
     ExitCode.INVALID_CONFIG: "invalid configuration (file or route definition)",
     ExitCode.GATEWAY_CLIENT_ERROR: "the gateway refused the request (HTTP 4xx)",
     ExitCode.GATEWAY_SERVER_ERROR: "the gateway or its upstream provider failed (HTTP 5xx)",
     ExitCode.UNREACHABLE: "the gateway could not be reached or did not answer in time",
+    ExitCode.CANNOT_LISTEN: "serve could not listen on --host/--port (port in use, unknown address)",
 }
 
 
@@ -44,6 +46,8 @@ def exit_code_for(error: BaseException) -> ExitCode:
     """The exit code for an error that ended a command."""
     if isinstance(error, ConfigError):
         return ExitCode.INVALID_CONFIG
+    if isinstance(error, ListenError):
+        return ExitCode.CANNOT_LISTEN
     if isinstance(error, GatewayUnreachableError):
         return ExitCode.UNREACHABLE
     if isinstance(error, GatewayUriError):
@@ -55,4 +59,4 @@ def exit_code_for(error: BaseException) -> ExitCode:
 
 def help_epilog() -> str:
     rows = "\n".join(f"  {int(code)}  {meaning}" for code, meaning in _MEANINGS.items())
-    return f"Exit codes:\n{rows}"
+    return f"\b\nExit codes:\n{rows}"  # \b: click keeps these lines as they are

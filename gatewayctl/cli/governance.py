@@ -28,14 +28,26 @@ def usage(
     ] = By.KEY,
     since: Annotated[
         str,
-        typer.Option("--since", help="A duration back from now (30m, 24h, 7d) or an ISO date/time (UTC)."),
+        typer.Option(
+            "--since",
+            metavar="DURATION|DATE",
+            help="A duration back from now (30m, 24h, 7d) or an ISO date/time (UTC).",
+        ),
     ] = "24h",
     gateway_uri: GatewayUri = None,
     api_key: ApiKey = None,
     timeout: Timeout = DEFAULT_TIMEOUT,
     output_format: Output = output.OutputFormat.TEXT,
 ) -> None:
-    """Show requests, tokens and cost per key, route or model, most expensive first (admin key)."""
+    """Show requests, tokens and cost per key, route or model, most expensive first (admin key).
+
+    Examples:
+
+    \b
+      gatewayctl usage
+      gatewayctl usage --by model --since 7d
+      gatewayctl usage --by route --since 2026-12-01 -o json
+    """
     with make_client(gateway_uri, api_key, timeout) as client:
         report = client.get_usage(by.value, since)
     if output_format is output.OutputFormat.JSON:
@@ -76,7 +88,14 @@ def keys(
     timeout: Timeout = DEFAULT_TIMEOUT,
     output_format: Output = output.OutputFormat.TEXT,
 ) -> None:
-    """List the gateway's keys: scopes, limits, budget and what is left of it (admin key; never a secret)."""
+    """List the gateway's keys: scopes, limits, budget and what is left of it (admin key; never a secret).
+
+    Examples:
+
+    \b
+      gatewayctl keys --api-key "$ADMIN_KEY"
+      gatewayctl keys -o json | jq '.data[] | {name, budget}'
+    """
     with make_client(gateway_uri, api_key, timeout) as client:
         found = client.list_keys()
     if output_format is output.OutputFormat.JSON:

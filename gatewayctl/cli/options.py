@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gatewayctl._common import API_KEY_ENV, DEFAULT_TIMEOUT
-from gatewayctl._uri import GATEWAY_URI_ENV
+from gatewayctl._uri import GATEWAY_URI_ENV, GatewayUriError
 from gatewayctl.cli.output import OutputFormat
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ GatewayUri = Annotated[
         "--gateway-uri",
         envvar=GATEWAY_URI_ENV,
         show_envvar=True,
+        metavar="URI",
         help="URI of the gateway, e.g. http://127.0.0.1:5000.",
     ),
 ]
@@ -30,12 +32,13 @@ ApiKey = Annotated[
         "--api-key",
         envvar=API_KEY_ENV,
         show_envvar=True,
+        metavar="KEY",
         help="Gateway key, sent as a Bearer token (create and delete need the admin scope).",
     ),
 ]
 Timeout = Annotated[
     float,
-    typer.Option("--timeout", min=0.001, help="Seconds to wait for the gateway's answer."),
+    typer.Option("--timeout", metavar="SECONDS", min=0.001, help="Seconds to wait for the gateway's answer."),
 ]
 Output = Annotated[
     OutputFormat,
@@ -48,4 +51,9 @@ def make_client(
 ) -> GatewayClient:
     from gatewayctl.client import GatewayClient  # httpx: only for the commands that call a gateway
 
+    if not gateway_uri and not os.environ.get(GATEWAY_URI_ENV):
+        # The library's message (MLflow's) names set_gateway_uri(); a shell user needs the option.
+        raise GatewayUriError(
+            f"No gateway URI: pass --gateway-uri URI or set {GATEWAY_URI_ENV} (e.g. http://127.0.0.1:5000)."
+        )
     return GatewayClient(gateway_uri, api_key=api_key, timeout=timeout)

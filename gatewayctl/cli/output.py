@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from gateway_server.errors import ConfigError, GatewayError, RateLimitError
+from gateway_server.errors import ConfigError, GatewayError
 from gateway_server.routes import Route
-from gatewayctl._common import GatewayUnreachableError
+from gatewayctl._common import GatewayTimeoutError, GatewayUnreachableError
 from gatewayctl._uri import GatewayUriError
 
 if TYPE_CHECKING:
@@ -29,11 +29,15 @@ __all__ = [
     "JSON_ENVELOPE_VERSION",
     "OutputFormat",
     "emit_json",
+    "error_data",
+    "json_requested",
+    "print_renderable",
     "print_route",
     "print_routes",
     "print_table",
     "print_text",
     "report_error",
+    "report_usage_error",
     "route_data",
     "say",
     "warn",
@@ -136,22 +140,79 @@ def print_route(route: Route) -> None:
 
 
 def _hint(error: BaseException) -> str | None:
+    if isinstance(error, GatewayTimeoutError):  # it answered nothing in time: running, maybe busy
+        return "A slow route may need a longer --timeout."
     if isinstance(error, GatewayUnreachableError):
         return "Is the gateway running at that address? Set it with --gateway-uri or MLFLOW_GATEWAY_URI."
-    if isinstance(error, GatewayUriError):
+    if isinstance(error, GatewayUriError) and "--gateway-uri" not in error.message:
         return "Pass --gateway-uri URI or set MLFLOW_GATEWAY_URI."
-    if isinstance(error, GatewayError) and error.status_code in (401, 403):
-        return "Pass a gateway key with --api-key or GATEWAYCTL_API_KEY (create/delete need the admin scope)."
-    if isinstance(error, RateLimitError) and error.retry_after:
-        return f"Retry after {error.retry_after:g} s."
+    if isinstance(error, GatewayError) and error.status_code == 401:
+        # Only a gateway with keys answers 401; a 403 explains itself (missing scope, or no auth:
+        # section at all, where no key could help).
+        return "Pass a gateway key with --api-key or GATEWAYCTL_API_KEY."
+    if isinstance(error, GatewayError) and error.status_code == 429 and error.retry_after:
+        if "retry in" in error.message.lower():  # the gateway's own 429 already says when
+            return None
+        return f"Retry after {error.retry_after:g} s."  # an upstream's 429 keeps its hint
     return None
 
 
-def report_error(error: BaseException, *, debug: bool) -> None:
-    """Tell people on stderr why a command failed; the traceback only with ``debug``."""
+def json_requested(argv: list[str]) -> bool:
+    """True when the command line asks for ``-o json`` / ``--output json`` (errors follow suit)."""
+    for index, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg in ("-o", "--output") and index + 1 < len(argv):
+            if argv[index + 1].lower() == "json":
+                return True
+        elif arg.lower() in ("--output=json", "-ojson", "-o=json"):
+            return True
+    return False
+
+
+def _emit_error(error: dict[str, Any]) -> None:
+    sys.stderr.write(json.dumps({"version": JSON_ENVELOPE_VERSION, "error": error}) + "\n")
+    sys.stderr.flush()
+
+
+def error_data(error: BaseException) -> dict[str, Any]:
+    """The ``error`` object of a JSON error report (what ``-o json`` prints on stderr)."""
+    from gatewayctl.cli.exit_codes import exit_code_for
+
+    data: dict[str, Any] = {"exit_code": int(exit_code_for(error))}
+    if isinstance(error, GatewayError):
+        data.update(type=error.error_type, message=error.message, status=error.status_code)
+        if error.retry_after is not None:
+            data["retry_after"] = error.retry_after
+        if isinstance(error, ConfigError):
+            data["issues"] = [issue.to_dict() for issue in error.issues]
+    else:
+        data.update(type="unexpected_error", message=f"unexpected {type(error).__name__}: {error}")
+    hint = _hint(error)
+    if hint:
+        data["hint"] = hint
+    return data
+
+
+def report_usage_error(error: Any) -> None:
+    """A click usage error (bad option, missing argument) as a JSON report on stderr."""
+    message = error.format_message() if hasattr(error, "format_message") else str(error)
+    _emit_error({"exit_code": int(error.exit_code), "type": "usage_error", "message": message})
+
+
+def report_error(error: BaseException, *, debug: bool, as_json: bool = False) -> None:
+    """Tell people on stderr why a command failed; the traceback only with ``debug``.
+
+    With ``as_json`` the report is one JSON line on stderr (``{"version": 1, "error": {...}}``
+    with ``type``, ``message``, ``exit_code`` and, when known, ``status``, ``retry_after``,
+    ``hint`` and config ``issues``), for scripts that asked for ``-o json``.
+    """
     console = _stderr()
     if debug:
         console.print_exception(show_locals=False)
+    if as_json:
+        _emit_error(error_data(error))
+        return
     if isinstance(error, ConfigError):
         for issue in error.issues:
             # An issue rebuilt from a server's answer has no file: drop ConfigIssue's "<config>" stand-in.
@@ -171,6 +232,11 @@ def report_error(error: BaseException, *, debug: bool) -> None:
     hint = _hint(error)
     if hint:
         console.print(hint, markup=False)
+
+
+def print_renderable(renderable: Any) -> None:
+    """A rich table or panel on stdout."""
+    _stdout().print(renderable)
 
 
 def print_text(text: str, *, end: str = "\n") -> None:

@@ -108,15 +108,19 @@ def _body(
 def query(  # noqa: PLR0913 - one parameter per CLI option
     route: Annotated[str, typer.Argument(metavar="ROUTE", help="Route name.")],
     prompt: Annotated[
-        str | None, typer.Option("--prompt", "-p", help="Prompt text (chat or completions route).")
+        str | None,
+        typer.Option("--prompt", "-p", metavar="TEXT", help="Prompt text (chat or completions route)."),
     ] = None,
     text: Annotated[
-        list[str] | None, typer.Option("--text", "-t", help="Text to embed (embeddings route); repeatable.")
+        list[str] | None,
+        typer.Option("--text", "-t", metavar="TEXT", help="Text to embed (embeddings route); repeatable."),
     ] = None,
-    data: Annotated[str | None, typer.Option("--data", "-d", help="Request body as JSON.")] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", "-d", metavar="JSON", help="Request body as JSON.")
+    ] = None,
     file: Annotated[
         typer.FileText | None,
-        typer.Option("--file", "-f", help="File with the JSON request body; - for stdin."),
+        typer.Option("--file", "-f", metavar="FILE", help="File with the JSON request body; - for stdin."),
     ] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Print tokens as they arrive.")] = False,
     gateway_uri: GatewayUri = None,
@@ -129,6 +133,15 @@ def query(  # noqa: PLR0913 - one parameter per CLI option
     --prompt sends {"messages": [...]} to a chat route, {"prompt": ...} to a completions route.
     --text sends {"text": ...} to an embeddings route (repeat it for several texts).
     --data and --file send the body as given.
+
+    Examples:
+
+    \b
+      gatewayctl query chat --prompt "Say hello"
+      gatewayctl query chat --prompt "Tell a story" --stream
+      gatewayctl query embeddings --text "first" --text "second" -o json
+      gatewayctl query chat --data '{"messages": [{"role": "user", "content": "Hi"}]}'
+      echo '{"prompt": "Hello"}' | gatewayctl query completions --file -
     """
     as_json = output_format is output.OutputFormat.JSON
     with make_client(gateway_uri, api_key, timeout) as client:

@@ -6,6 +6,8 @@ readable): for CI jobs that hold no production keys. A reference must still be w
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -37,29 +39,39 @@ class _FileResult:
         }
 
 
+STDIN = "-"
+
+
 def _check(path: str, resolve_secrets: bool = True) -> _FileResult:
-    from gateway_server.config import load_config  # pydantic models, and the providers the file names
+    """One file's result; a path that cannot be read is an issue of that file, not a usage error."""
+    from gateway_server.config import load_config, parse_config  # pydantic, and the named providers
     from gateway_server.secrets import unresolved
 
     try:
-        if resolve_secrets:
-            config = load_config(path)
-        else:
-            with unresolved():
+        with contextlib.nullcontext() if resolve_secrets else unresolved():
+            if path == STDIN:
+                config = parse_config(sys.stdin.read(), path="<stdin>")
+                path = "<stdin>"
+            elif Path(path).is_dir():
+                return _FileResult(
+                    path, issues=[ConfigIssue("is a directory; give its files (e.g. dir/*.yaml)", path=path)]
+                )
+            else:
                 config = load_config(path)
     except ConfigError as exc:
         return _FileResult(path, issues=list(exc.issues))
     except OSError as exc:
-        return _FileResult(
-            path, issues=[ConfigIssue(f"cannot read the file: {exc.strerror or exc}", path=path)]
-        )
+        reason = "no such file" if isinstance(exc, FileNotFoundError) else exc.strerror or str(exc)
+        return _FileResult(path, issues=[ConfigIssue(f"cannot read the file: {reason}", path=path)])
+    except UnicodeDecodeError as exc:
+        return _FileResult(path, issues=[ConfigIssue(f"not UTF-8 text: {exc.reason}", path=path)])
     return _FileResult(path, routes=len(config.routes), warnings=list(config.warnings))
 
 
 def validate(
     configs: Annotated[
-        list[Path],
-        typer.Argument(exists=True, dir_okay=False, metavar="CONFIG", help="Config files (YAML)."),
+        list[str],
+        typer.Argument(metavar="CONFIG", help="Config files (YAML); - reads one from stdin."),
     ],
     output_format: Output = output.OutputFormat.TEXT,
     no_secrets: Annotated[
@@ -73,9 +85,19 @@ def validate(
 ) -> None:
     """Check config files; print every problem as file:line: route 'name': field: message.
 
-    Exits 0 when every file is valid (warnings are printed but do not fail), 3 otherwise.
+    Exits 0 when every file is valid (warnings are printed but do not fail), 3 otherwise. A
+    missing file or a directory is a problem of that file, reported like the others. With
+    --output json the result is always one JSON document on stdout (for CI).
+
+    Examples:
+
+    \b
+      gatewayctl validate gateway.yaml
+      gatewayctl validate configs/*.yaml -o json
+      gatewayctl validate --no-secrets gateway.yaml
+      envsubst < gateway.template.yaml | gatewayctl validate -
     """
-    results = [_check(str(path), resolve_secrets=not no_secrets) for path in configs]
+    results = [_check(path, resolve_secrets=not no_secrets) for path in configs]
     if output_format is output.OutputFormat.JSON:
         output.emit_json(
             {"valid": all(not r.issues for r in results), "files": [r.to_dict() for r in results]}

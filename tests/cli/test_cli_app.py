@@ -113,11 +113,12 @@ def test_debug_shows_the_traceback_and_keeps_the_exit_code(cli: Cli) -> None:
     assert "error: Could not reach the gateway" in result.stderr
 
 
-def test_missing_gateway_uri_is_a_usage_error(cli: Cli) -> None:
+def test_missing_gateway_uri_is_a_usage_error_naming_the_option_and_the_variable(cli: Cli) -> None:
     result = cli("routes", "list")
     assert result.exit_code == ExitCode.USAGE
-    assert "No Gateway server uri has been set" in result.stderr
-    assert "--gateway-uri" in result.stderr
+    assert "error: No gateway URI: pass --gateway-uri URI or set MLFLOW_GATEWAY_URI" in result.stderr
+    assert "set_gateway_uri" not in result.stderr  # a Python function means nothing in a shell
+    assert result.stderr.count("--gateway-uri") == 1  # said once, not again as a hint
 
 
 def test_gateway_uri_comes_from_the_environment(cli: Cli) -> None:

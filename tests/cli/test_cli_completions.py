@@ -42,7 +42,7 @@ def test_scripts_name_every_command_and_choice() -> None:
 
 
 BASH_CASES = [
-    (["gatewayctl", ""], ["validate", "serve", "query", "usage", "keys", "routes"]),
+    (["gatewayctl", ""], ["validate", "serve", "query", "usage", "keys", "completion", "top", "routes"]),
     (["gatewayctl", "usage", "--by", ""], ["key", "route", "model"]),
     (["gatewayctl", "ro"], ["routes"]),
     (["gatewayctl", "--debug", "routes", "cr"], ["create"]),

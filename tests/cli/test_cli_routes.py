@@ -126,6 +126,39 @@ def test_create_from_options(cli: Cli, admin: FakeAdmin) -> None:
     assert "http://gw.test/gateway/gpt/invocations" in result.stdout
 
 
+def test_config_values_keep_their_types(cli: Cli, admin: FakeAdmin) -> None:
+    result = cli(
+        "routes", "create", "gpt", "--route-type", "llm/v1/chat", "--provider", "openai", "--model", "m",
+        "--config", "max_tokens=256", "--config", "temperature=0.5", "--config", "stream=true",
+        "--config", "stop=null", "--config", 'version="2024"', "--config", "name=plain text",
+        "--config", "nan=NaN", "--gateway-uri", "http://gw.test",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert admin.body()["model"]["config"] == {
+        "max_tokens": 256,
+        "temperature": 0.5,
+        "stream": True,
+        "stop": None,
+        "version": "2024",  # quoted: stays text
+        "name": "plain text",
+        "nan": "NaN",
+    }
+    assert "warning" not in result.stderr
+
+
+@pytest.mark.parametrize("key", ["openai_api_key", "aws_secret_access_key", "hf_token", "password"])
+def test_a_literal_secret_on_the_command_line_warns(cli: Cli, admin: FakeAdmin, key: str) -> None:
+    args = ["routes", "create", "gpt", "--route-type", "llm/v1/chat", "--provider", "openai", "--model", "m"]
+    result = cli(*args, "--config", f"{key}=sk-typed-in-123", "--gateway-uri", "http://gw.test")
+    assert result.exit_code == 0, result.output
+    warning = flat(result.stderr)
+    assert f"warning: --config {key}: a literal secret on the command line" in warning
+    assert "--credentials NAME" in warning
+    assert "sk-typed-in-123" not in result.output
+    quiet = cli(*args, "--config", f"{key}=${key.upper()}", "--gateway-uri", "http://gw.test")
+    assert "warning" not in quiet.stderr
+
+
 def test_create_from_file(cli: Cli, admin: FakeAdmin, tmp_path: Path) -> None:
     path = tmp_path / "route.yaml"
     path.write_text(

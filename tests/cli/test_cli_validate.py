@@ -117,10 +117,49 @@ def test_warnings_are_printed_but_do_not_fail(
     assert json.loads(json_result.stdout)["data"]["files"][0]["warnings"] == [warning.to_dict()]
 
 
-def test_missing_file_is_a_usage_error(cli: Cli, tmp_path: Path) -> None:
-    result = cli("validate", str(tmp_path / "nope.yaml"))
+def test_missing_file_is_a_problem_of_that_file_and_the_others_are_still_checked(
+    cli: Cli, tmp_path: Path
+) -> None:
+    good = write(tmp_path, "good.yaml", FAKE_CONFIG)
+    missing = str(tmp_path / "nope.yaml")
+    result = cli("validate", missing, good)
+    assert result.exit_code == 3
+    assert f"{missing}: config file not found" in result.stdout
+    assert f"{good}: OK (3 routes)" in result.stderr
+
+
+def test_json_output_is_json_for_a_directory_a_missing_path_and_a_good_file(cli: Cli, tmp_path: Path) -> None:
+    good = write(tmp_path, "good.yaml", FAKE_CONFIG)
+    missing = str(tmp_path / "nope.yaml")
+    result = cli("validate", "-o", "json", str(tmp_path), missing, good)
+    assert result.exit_code == 3
+    files = json.loads(result.stdout)["data"]["files"]  # never a usage box
+    assert [(f["path"], f["valid"]) for f in files] == [
+        (str(tmp_path), False),
+        (missing, False),
+        (good, True),
+    ]
+    assert "is a directory" in files[0]["issues"][0]["message"]
+    assert "not found" in files[1]["issues"][0]["message"]
+
+
+def test_json_output_with_no_file_is_a_json_usage_error_on_stderr(cli: Cli) -> None:
+    result = cli("validate", "--output", "json")
     assert result.exit_code == 2
-    assert "does not exist" in result.stderr
+    assert result.stdout == ""
+    error = json.loads(result.stderr)["error"]
+    assert error["type"] == "usage_error" and error["exit_code"] == 2
+    assert "CONFIG" in error["message"]
+
+
+def test_a_config_is_read_from_stdin_with_a_dash(cli: Cli) -> None:
+    result = cli("validate", "-", input=FAKE_CONFIG)
+    assert result.exit_code == 0, result.output
+    assert "<stdin>: OK (3 routes)" in result.stderr
+    bad = cli("validate", "-o", "json", "-", input="routes:\n  - name: x\n    route_typ: llm/v1/chat\n")
+    assert bad.exit_code == 3
+    issues = json.loads(bad.stdout)["data"]["files"][0]["issues"]
+    assert ("<stdin>", 3, "route_typ") in [(i["path"], i["line"], i["field"]) for i in issues]
 
 
 def test_secret_values_never_appear(cli: Cli, tmp_path: Path) -> None:
@@ -200,3 +239,82 @@ routes:
     assert result.exit_code == 0
     assert f"{path}:4: route 'chat': model.config.openai_api_key:" in result.stderr
     assert "did you mean '$OPENAI_API_KEY'?" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            'routes:\n  - name: "chat\n    route_type: llm/v1/chat\n    model: {provider: fake}\n',
+            ["x.yaml:2: not valid YAML: a quoted string starts here and is never closed"],
+            id="unterminated-quote",
+        ),
+        pytest.param(
+            "routes:\n  - name: a\n    route_type: llm/v1/chta\n    model: {provider: fake, name: x}\n"
+            "    fallbacks: [{provider: fake, name: y}]\n",
+            [
+                "x.yaml:3: route 'a': route_type: must be one of 'llm/v1/chat', 'llm/v1/completions' or "
+                "'llm/v1/embeddings'; did you mean 'llm/v1/chat'?"
+            ],
+            id="misspelt-route-type",
+        ),
+        pytest.param(
+            "routes:\n  - name: b\n    route_type: llm/v1/chat\n"
+            "    model: {provider: opneai, name: x, config: {openai_api_key: k}}\n",
+            ["x.yaml:4: route 'b': model.provider: unknown provider 'opneai'; did you mean 'openai'?"],
+            id="misspelt-provider",
+        ),
+        pytest.param(
+            "routes:\n  - name: c\n    route_type: llm/v1/chat\n    model: openai\n",
+            [
+                "x.yaml:4: route 'c': model: 'openai' is a provider name, but a model is a mapping of "
+                "provider, name and config, e.g. {provider: openai, name: MODEL-NAME, config: {...}} "
+                "(see docs/providers.md)"
+            ],
+            id="model-as-a-string",
+        ),
+        pytest.param(
+            "routes:\n  - name: d\n    route_type: llm/v1/embeddings\n"
+            "    model: {provider: anthropic, name: c, config: {anthropic_api_key: k}}\n",
+            [
+                "x.yaml:4: route 'd': model.provider: provider 'anthropic' does not offer llm/v1/embeddings "
+                "(it offers llm/v1/chat, llm/v1/completions), so this model could never serve this route"
+            ],
+            id="primary-model-lacks-the-route-type",
+        ),
+    ],
+)
+def test_validate_messages_one_per_problem_where_the_problem_is(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, expected: list[str]
+) -> None:
+    write(tmp_path, "x.yaml", text)
+    monkeypatch.chdir(tmp_path)
+    result = cli("validate", "x.yaml")
+    assert result.exit_code == 3
+    assert result.stdout.splitlines() == expected
+
+
+def test_top_level_x_keys_are_allowed_for_yaml_anchors(cli: Cli, tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "anchors.yaml",
+        "x-fake: &fake {provider: fake, name: fake-chat, config: {}}\n"
+        "x-notes: anything the file wants to keep\n"
+        "routes:\n"
+        "  - {name: a, route_type: llm/v1/chat, model: *fake}\n"
+        "  - {name: b, route_type: llm/v1/chat, model: *fake}\n",
+    )
+    result = cli("validate", path)
+    assert result.exit_code == 0, result.output
+    assert "OK (2 routes)" in result.stderr
+    nested = write(
+        tmp_path, "nested.yaml", FAKE_CONFIG.replace("  - name: chat\n", "  - name: chat\n    x-note: no\n")
+    )
+    assert cli("validate", nested).exit_code == 3  # only at the top level
+
+
+def test_server_keys_that_do_nothing_are_refused(cli: Cli, tmp_path: Path) -> None:
+    path = write(tmp_path, "cors.yaml", FAKE_CONFIG + "server:\n  cors_origins: ['https://app.example']\n")
+    result = cli("validate", path)
+    assert result.exit_code == 3
+    assert "server.cors_origins: unknown key 'cors_origins'" in result.stdout

@@ -6,7 +6,6 @@ from typing import Any
 
 import httpx
 
-from gateway_server.providers import get_adapter_class
 from gateway_server.routes import RouteType
 
 SENTINEL = "sk-SENTINEL-do-not-leak-1234"
@@ -16,20 +15,6 @@ CHAT_MODEL = "gpt-4o-mini"
 COMPLETIONS_MODEL = "gpt-3.5-turbo-instruct"
 EMBEDDINGS_MODEL = "text-embedding-3-small"
 FAKE_MODEL = "fake-model"
-
-# (provider, route type, provider config) combinations that a provider does not offer: the first
-# one whose provider is registered and lacks the type is served as route "unsupported" (501).
-UNSUPPORTED_CANDIDATES: list[tuple[str, RouteType, dict[str, Any]]] = [
-    ("anthropic", RouteType.EMBEDDINGS, {"anthropic_api_key": "sk-ant-unused"}),
-]
-
-
-def unsupported_combination() -> tuple[str, RouteType, dict[str, Any]] | None:
-    for provider, route_type, config in UNSUPPORTED_CANDIDATES:
-        adapter = get_adapter_class(provider)
-        if adapter is not None and route_type not in adapter.route_types:
-            return provider, route_type, config
-    return None
 
 
 def _route(name: str, route_type: RouteType, provider: str, model: str, config: dict[str, Any], **extra: Any):
@@ -80,14 +65,6 @@ def gateway_config(openai_base: str, closed_base: str) -> dict[str, Any]:
             {"openai_api_key": WRONG_KEY, "openai_api_base": openai_base},
         ),
     ]
-    combination = unsupported_combination()
-    if combination is not None:
-        provider, route_type, config = combination
-        # A closed port as the base URL: should the 501 ever not happen, nothing leaves the machine.
-        base_field = f"{provider}_api_base"
-        routes.append(
-            _route("unsupported", route_type, provider, "any-model", {**config, base_field: closed_base})
-        )
     return {"routes": routes}
 
 

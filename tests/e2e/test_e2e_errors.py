@@ -1,8 +1,8 @@
 """Every kind of failure, through the real gateway process: the status AND a message that says what
 happened, in the one envelope ``{"error": {"message", "type", "code"}, "detail"}`` (SPEC §3).
 
-Bad input: malformed JSON 400, wrong field type 400 naming the field, unknown route 404, a provider
-lacking the route type 501. Upstream trouble (fake OpenAI): 400 → 400, 401 → 502, 429 → 429 with
+Bad input: malformed JSON 400, wrong field type 400 naming the field, unknown route 404 (a provider
+lacking the route type is a config error, tests/unit/test_config.py). Upstream trouble (fake OpenAI): 400 → 400, 401 → 502, 429 → 429 with
 Retry-After, 500 → 502, slower than the route's ``timeout: 1`` → 504, connection refused → 502,
 a non-JSON reply → 502.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e_support import SENTINEL, unsupported_combination
+from e2e_support import SENTINEL
 
 from gateway_server.testing import FakeOpenAI, Fault
 
@@ -118,22 +118,6 @@ def test_v1_route_of_another_type_is_400(http: httpx.Client) -> None:
 def test_get_on_an_invocation_path_is_405(http: httpx.Client) -> None:
     message = error_of(http.get("/gateway/fake-chat/invocations"), 405)
     assert "GET" in message and "POST" in message
-
-
-def test_provider_without_the_route_type_is_501(http: httpx.Client) -> None:
-    combination = unsupported_combination()
-    if combination is None:
-        pytest.skip("every registered provider offers every route type; nothing can answer 501 yet")
-    provider, route_type, _ = combination
-    body = (
-        {"text": "x"}
-        if route_type.kind == "embeddings"
-        else CHAT
-        if route_type.kind == "chat"
-        else {"prompt": "x"}
-    )
-    message = error_of(invoke(http, "unsupported", body), 501)
-    assert provider in message and route_type.kind in message
 
 
 # ------------------------------------------------------------------ the upstream's trouble

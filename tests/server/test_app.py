@@ -223,7 +223,7 @@ def test_app_offline_fake_provider(call) -> None:
             "/gateway/chat/invocations",
             {"json": {"messages": [{"role": "user", "content": "x" * 3000}]}},
             413,
-            "at most 2000",
+            "at most 2000 (server.max_request_bytes in its config)",
         ),
     ],
 )
@@ -233,6 +233,19 @@ def test_app_bad_requests(call, path: str, kwargs: dict[str, Any], status: int, 
     body = response.json()
     assert needle in body["error"]["message"]
     assert body["detail"] == body["error"]["message"] and body["error"]["code"] == status
+
+
+def test_app_overhead_header_is_on_every_invocation_answer_and_only_there(call) -> None:
+    # README: invocation answers (success or error, /gateway, /endpoints, /v1) carry it; /health,
+    # listings and docs do not.
+    for response in (
+        call("POST", "/gateway/chat/invocations", json=CHAT),
+        call("POST", "/gateway/nope/invocations", json=CHAT),
+        call("POST", "/v1/chat/completions", json={**CHAT, "model": "chat"}),
+    ):
+        assert float(response.headers["x-gateway-overhead-ms"]) >= 0, response.text
+    for path in ("/health", "/api/2.0/gateway/routes/", "/v1/models"):
+        assert "x-gateway-overhead-ms" not in call("GET", path).headers, path
 
 
 def test_app_wrong_method(call) -> None:
@@ -275,7 +288,7 @@ def test_app_metrics_count_requests_by_route_and_status(call) -> None:
     call("POST", "/gateway/never-configured/invocations", json=CHAT)
     text = call("GET", "/metrics").text
     assert 'gateway_requests_total{route="offline",status="200"}' in text
-    assert 'gateway_requests_total{route="",status="404"}' in text
+    assert 'gateway_requests_total{status="404"} ' in text  # no route: the label is left out
     assert "never-configured" not in text  # unknown names do not grow the label set
     assert 'gateway_overhead_seconds_bucket{route="offline",le="+Inf"}' in text
     assert "# TYPE gateway_request_duration_seconds histogram" in text
@@ -305,10 +318,32 @@ def test_a_serving_process_loads_only_what_the_hot_path_needs() -> None:
         "import gateway_server.runner\n"
         "from gateway_server.app import create_app_from_path\n"
         "create_app_from_path('sample-configs/quickstart.yaml', reload_interval=None)\n"
-        "heavy = {'aiohttp', 'fastapi', 'starlette', 'limits', 'redis', 'botocore', 'httpx', 'rich', 'ruamel'}\n"
+        "heavy = {'aiohttp', 'fastapi', 'starlette', 'limits', 'redis', 'botocore', 'httpx', 'rich', 'ruamel',\n"
+        "         'opentelemetry'}\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True, cwd=ROOT
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_app_docs_render_offline_with_assets_served_by_the_gateway(call) -> None:
+    import re
+
+    for page in ("/docs", "/redoc"):
+        response = call("GET", page)
+        assert response.status_code == 200, page
+        html = response.text
+        urls = re.findall(r"""(?:src|href)=["']([^"']+)["']|url: ?["']([^"']+)["']""", html)
+        urls = [a or b for a, b in urls]
+        assert urls, html
+        assert not [url for url in urls if "://" in url], f"{page} loads from elsewhere: {urls}"
+        for url in urls:
+            asset = call("GET", url)
+            assert asset.status_code == 200 and asset.content, (page, url)
+    assert (
+        call("GET", "/docs/assets/swagger-ui-bundle.js")
+        .headers["content-type"]
+        .startswith(("application/javascript", "text/javascript"))
+    )

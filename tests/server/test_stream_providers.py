@@ -17,7 +17,7 @@ from gateway_server.app import create_app
 from gateway_server.config import parse_config
 from gateway_server.providers.catalog import CATALOG, ProviderSpec
 from gateway_server.routes import RouteType
-from gateway_server.testing import Fault, serve_in_thread
+from gateway_server.testing import FakeOpenAI, Fault, serve_in_thread
 
 # Every provider of the provider table whose upstream streams chat and completions, against its
 # fake (the table names the fake and a route's model block aimed at it).
@@ -119,3 +119,41 @@ def test_stream_chunks_are_not_held_back(provider: tuple[str, Any, httpx.Client]
     total = time.monotonic() - started
     assert rest[-1] == "data: [DONE]", name
     assert first_at < total - 0.3, f"{name}: first chunk at {first_at:.2f}s of {total:.2f}s"
+
+
+def test_every_chunk_has_a_choice_and_the_last_one_carries_the_usage(
+    provider: tuple[str, Any, httpx.Client],
+) -> None:
+    """The usual ``chunk["choices"][0]`` loop works to the end when the caller did not ask for
+    OpenAI's separate usage chunk: the final chunk has its choice *and* the usage."""
+    name, fake, client = provider
+    fake.reset()
+    for path, body in (
+        ("/v1/chat/completions", {**CHAT, "model": "chat"}),
+        ("/v1/completions", {"model": "completions", "prompt": "one two three", "stream": True}),
+    ):
+        chunks = _events(client.post(path, json=body).text)[:-1]
+        assert all(chunk["choices"] for chunk in chunks), f"{name} {path}: a chunk without choices"
+        assert chunks[-1]["choices"][0].get("finish_reason"), f"{name} {path}: last chunk's choice"
+        assert chunks[-1]["usage"]["total_tokens"] > 0, f"{name} {path}: last chunk's usage"
+
+
+def test_openai_usage_chunk_only_when_the_caller_asks_for_it() -> None:
+    with FakeOpenAI().serve() as fake:
+        config = parse_config(
+            "routes:\n"
+            "  - {name: chat, route_type: llm/v1/chat, model: "
+            f"{{provider: openai, name: gpt-4o-mini, config: {{openai_api_key: k, openai_api_base: '{fake.api_base}'}}}}}}\n"
+        )
+        with (
+            serve_in_thread(create_app(config)) as server,
+            httpx.Client(base_url=server.url, timeout=20) as client,
+        ):
+            asked = {**CHAT, "model": "chat", "stream_options": {"include_usage": True}}
+            chunks = _events(client.post("/v1/chat/completions", json=asked).text)[:-1]
+            # OpenAI's own shape, as asked: the finish, then one usage-only chunk with no choices.
+            assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] > 0
+            assert chunks[-2]["choices"][0]["finish_reason"] == "stop" and "usage" not in chunks[-2]
+            plain = _events(client.post("/v1/chat/completions", json={**CHAT, "model": "chat"}).text)[:-1]
+            assert [c["choices"][0]["finish_reason"] for c in plain].count("stop") == 1
+            assert len(plain) == len(chunks) - 1  # the same stream, the usage folded into the last chunk

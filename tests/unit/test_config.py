@@ -150,7 +150,9 @@ def test_config_secret_never_in_error_text(tmp_config) -> None:
     assert "sk-SENTINEL" not in str(caught.value)
 
 
-def test_config_warns_about_route_types_a_provider_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_refuses_a_primary_model_whose_provider_lacks_the_route_type(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from gateway_server import providers
     from gateway_server.providers.fake import FakeAdapter
 
@@ -159,13 +161,15 @@ def test_config_warns_about_route_types_a_provider_lacks(monkeypatch: pytest.Mon
         route_types = frozenset({RouteType.CHAT})
 
     monkeypatch.setitem(providers.PROVIDERS, "chatonly", ChatOnly)
-    config = parse_config(
-        "routes:\n  - name: e\n    route_type: llm/v1/embeddings\n    model: {provider: chatonly}\n", "x.yaml"
-    )
-    assert [str(w) for w in config.warnings] == [
-        "x.yaml:4: route 'e': model.provider: provider 'chatonly' does not offer llm/v1/embeddings; "
-        "queries to this route will answer 501"
+    text = "routes:\n  - name: e\n    route_type: llm/v1/embeddings\n    model: {provider: chatonly}\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "x.yaml")
+    assert [str(issue) for issue in caught.value.issues] == [
+        "x.yaml:4: route 'e': model.provider: provider 'chatonly' does not offer llm/v1/embeddings "
+        "(it offers llm/v1/chat), so this model could never serve this route"
     ]
+    with pytest.raises(ConfigError):  # the same for a route created at run time
+        parse_route({"name": "e", "route_type": "llm/v1/embeddings", "model": {"provider": "chatonly"}})
 
 
 def test_config_parse_route_uses_the_same_messages() -> None:

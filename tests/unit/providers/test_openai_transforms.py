@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from gateway_server.errors import UpstreamProtocolError
@@ -120,3 +122,33 @@ def test_openai_error_reason_is_the_providers_message() -> None:
     body = {"error": {"message": "You exceeded your quota", "type": "insufficient_quota"}}
     assert _adapter().error_reason(429, body) == "You exceeded your quota"
     assert _adapter().error_reason(500, "upstream exploded") == "upstream exploded"
+
+
+def _stream(adapter: OpenAIAdapter, body: bytes, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    decoder, state = adapter.stream_decoder(), {"payload": payload}
+    events = decoder.feed(body) + decoder.close()
+    return [chunk for event in events for chunk in adapter.parse_stream_event(RouteType.CHAT, event, state)]
+
+
+_FINISH = b'data: {"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+_USAGE = (
+    b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}\n\n'
+)
+
+
+def test_stream_usage_folds_into_the_final_chunk_unless_the_caller_asked() -> None:
+    adapter = _adapter()
+    plain = _stream(adapter, _FINISH + _USAGE + b"data: [DONE]\n\n", {})
+    assert [(c["choices"][0]["finish_reason"], c["usage"]["total_tokens"]) for c in plain] == [("stop", 3)]
+    asked = _stream(
+        adapter, _FINISH + _USAGE + b"data: [DONE]\n\n", {"stream_options": {"include_usage": True}}
+    )
+    assert [c["choices"] for c in asked][1] == [] and asked[1]["usage"]["total_tokens"] == 3
+
+
+def test_stream_held_final_chunk_is_released_without_usage_or_done() -> None:
+    adapter = _adapter()
+    chunks = _stream(adapter, _FINISH, {})  # an OpenAI-compatible server: no usage, no [DONE]
+    assert [c["choices"][0]["finish_reason"] for c in chunks] == ["stop"]
+    alone = _stream(adapter, _USAGE + b"data: [DONE]\n\n", {})  # usage with no finishing chunk before it
+    assert alone[0]["choices"] == [{"index": 0, "delta": {}, "finish_reason": None}]
