@@ -31,7 +31,7 @@ from gateway_server.errors import (
     UpstreamTimeoutError,
 )
 from gateway_server.metrics import FALLBACKS, REFUSED, RETRIES, UPSTREAM_ERRORS, Metrics, RouteSlots
-from gateway_server.usage import Usage
+from gateway_server.usage import Usage, cost_usd
 
 if TYPE_CHECKING:
     from gateway_server.routes import RouteType
@@ -213,6 +213,14 @@ class Record:
                         usage.prompt,
                         usage.completion,
                     )
+                    if served.price is not None:  # each answer at the price of the model that served it
+                        metrics.cost(
+                            self.route,
+                            adapter.name,
+                            adapter.model_name or "",
+                            self.key,
+                            cost_usd(usage.prompt, usage.completion, served.price),
+                        )
             if self.first_chunk is not None:
                 metrics.first_token(slots, self.first_chunk)
         if self.span is not None:

@@ -20,7 +20,7 @@ CONFIG = """\
 routes:
   - name: chat
     route_type: llm/v1/chat
-    model: {provider: fake, name: fake-chat}
+    model: {provider: fake, name: fake-chat, price: {input: 1000000, output: 2000000}}
 auth:
   keys:
     - {name: ops, key: $GW_METRICS_ADMIN_KEY, scopes: [query, admin]}
@@ -89,6 +89,21 @@ def test_families_and_labels_come_from_the_config(gateway: httpx.Client) -> None
     )
     assert 'gateway_circuit_state{route="chat",provider="fake",model="fake-chat",state="closed"} 1' in text
     assert 'gateway_in_flight_requests{route="chat"} 0' in text
+    # The price is $1 a prompt token and $2 a completion token: the cost adds up the tokens counted.
+    labels = 'route="chat",provider="fake",model="fake-chat"'
+    prompt, completion = (
+        _value(text, f'gateway_tokens_total{{{labels},kind="{kind}",key="ops"}}') for kind in ("prompt", "completion")
+    )
+    assert prompt > 0 and completion > 0
+    assert _value(text, f'gateway_cost_total{{{labels},key="ops"}}') == pytest.approx(prompt + 2 * completion)
+
+
+def _value(text: str, series: str) -> float:
+    """The value of one series in a Prometheus text scrape."""
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{series} is not in the scrape")
 
 
 def test_file_stores_of_several_workers_add_up(tmp_path: Path) -> None:
