@@ -160,21 +160,31 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if self._reading_head:
             self._head_bytes += len(data)
         super().data_received(data)
-        if self.parser is None or self.transport.is_closing():
-            return
+        # A whole request in one read (the common case) ends with the head reset to 0 bytes: then
+        # nothing below applies, and nothing else is looked at.
         if self._reading_head:
+            if not self._head_bytes or (
+                self._deadline is not None and self._head_bytes <= self._max_header_bytes
+            ):
+                return
+            if self.parser is None or self.transport.is_closing():
+                return
             if self._head_bytes > self._max_header_bytes:
                 self._head_error = _head_too_large(self._max_header_bytes)
                 self.send_400_response("")
-            elif self._head_bytes and self._deadline is None:
+            else:
                 self._deadline = self.loop.call_later(self._header_timeout, self._head_timed_out)
         elif self._deadline is None and self.cycle is not None and self.cycle.more_body:
+            if self.parser is None or self.transport.is_closing():
+                return
             self._deadline = self.loop.call_later(self._body_timeout, self._body_timed_out)
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
         self._head_bytes = 0
-        self._cancel_deadline()
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         if len(self.headers) > self._max_headers:  # counted once here, not per header line
             self._head_error = InvalidRequestError(
                 f"The request has more than {self._max_headers} header lines, the most this gateway accepts.",
@@ -192,7 +202,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._reading_head = True
-        self._cancel_deadline()
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:

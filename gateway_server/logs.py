@@ -121,15 +121,25 @@ def log_config(level: str = "info", fmt: str = "text") -> dict[str, Any]:
 
 
 class AccessLog:
-    """Writes access lines to ``stream`` (stderr), the lines of one loop turn in one write."""
+    """Writes access lines to ``stream`` (stderr), the lines of one loop turn in one write.
 
-    __slots__ = ("_pending", "fmt", "pid", "stream")
+    The hot path pays for the fields that change per request only: what comes from the config
+    (route, family, key name, provider, model) is formatted once per combination and kept
+    (:meth:`_fixed`), request ids are of a safe alphabet (observability.py), and a real stderr is
+    written as bytes to its file descriptor, past the text layer."""
+
+    __slots__ = ("_fd", "_fixed_parts", "_format", "_pending", "fmt", "pid", "stream")
+
+    _MAX_FIXED = 4096  # combinations kept; more (routes churned at run time) start the table again
 
     def __init__(self, fmt: str = "text", stream: IO[str] | None = None) -> None:
         self.fmt = fmt
         self.stream = stream if stream is not None else sys.stderr
         self.pid = os.getpid()
         self._pending: list[str] | None = None
+        self._fixed_parts: dict[tuple[str, str, str, int], tuple[Any, tuple[str, str]]] = {}
+        self._format = self._json if fmt == "json" else self._text
+        self._fd = _fd_of(self.stream)
 
     @classmethod
     def from_env(cls) -> AccessLog | None:
@@ -144,47 +154,7 @@ class AccessLog:
         self, record: Record, status: int, seconds: float, overhead: float, error: BaseException | None
     ) -> None:
         """The access line of one finished invocation (after ``record.finish``)."""
-        usage = record.usage
-        served = record.served
-        adapter = served.adapter if served is not None else None
-        if self.fmt == "json":
-            fields: dict[str, Any] = {
-                "ts": timestamp(),
-                "level": "INFO",
-                "pid": self.pid,
-                "logger": ACCESS_LOGGER,
-                "request_id": record.request_id,
-                "route": record.route or None,
-                "family": record.family,
-                "status": status,
-                "total_ms": round(seconds * 1000, 3),
-                "overhead_ms": round(overhead * 1000, 3),
-                "prompt_tokens": usage.prompt if usage is not None else None,
-                "completion_tokens": usage.completion if usage is not None else None,
-                "key": record.key or None,
-                "provider": adapter.name if adapter is not None else None,
-                "model": adapter.model_name if adapter is not None else None,
-                "attempts": len(record.attempts),
-                "fallback": record.fallback,
-                "stream": record.stream,
-            }
-            if error is not None:
-                fields["error"] = getattr(error, "error_type", "internal_error")
-            line = orjson.dumps(fields).decode()
-        else:
-            line = (
-                f"{timestamp()} INFO {self.pid} {ACCESS_LOGGER}: request_id={record.request_id} "
-                f"route={record.route or '-'} family={record.family} status={status} "
-                f"total_ms={seconds * 1000:.3f} overhead_ms={overhead * 1000:.3f} "
-                f"prompt_tokens={usage.prompt if usage is not None else '-'} "
-                f"completion_tokens={usage.completion if usage is not None else '-'} key={record.key or '-'} "
-                f"provider={adapter.name if adapter is not None else '-'} "
-                f"model={(adapter.model_name or '-') if adapter is not None else '-'} "
-                f"attempts={len(record.attempts)} fallback={record.fallback or '-'} "
-                f"stream={'true' if record.stream else 'false'}"
-            )
-            if error is not None:
-                line += f" error={getattr(error, 'error_type', 'internal_error')}"
+        line = self._format(record, status, seconds, overhead, error)
         pending = self._pending
         if pending is not None:
             pending.append(line)
@@ -197,14 +167,105 @@ class AccessLog:
         self._pending = [line]
         loop.call_soon(self.flush)
 
+    def _fixed(self, record: Record) -> tuple[str, str]:
+        """The config-derived parts of a line, made once per combination: (route, family) and
+        (key, provider, model), in their places in :data:`ACCESS_FIELDS`."""
+        served = record.served
+        ident = (record.route, record.family, record.key, id(served))
+        known = self._fixed_parts.get(ident)
+        if known is not None and known[0] is served:
+            return known[1]
+        adapter = served.adapter if served is not None else None
+        provider = adapter.name if adapter is not None else None
+        model = (adapter.model_name or None) if adapter is not None else None
+        if self.fmt == "json":
+            where = orjson.dumps({"route": record.route or None, "family": record.family}).decode()
+            who = orjson.dumps({"key": record.key or None, "provider": provider, "model": model}).decode()
+            parts = (where[1:-1], who[1:-1])
+        else:
+            parts = (
+                f"route={record.route or '-'} family={record.family}",
+                f"key={record.key or '-'} provider={provider or '-'} model={model or '-'}",
+            )
+        if len(self._fixed_parts) >= self._MAX_FIXED:
+            self._fixed_parts.clear()
+        self._fixed_parts[ident] = (served, parts)
+        return parts
+
+    def _text(
+        self, record: Record, status: int, seconds: float, overhead: float, error: BaseException | None
+    ) -> str:
+        usage = record.usage
+        where, who = self._fixed(record)
+        line = (
+            f" INFO {self.pid} {ACCESS_LOGGER}: request_id={record.request_id} {where} status={status} "
+            f"total_ms={seconds * 1000:.3f} overhead_ms={overhead * 1000:.3f} "
+            + (
+                f"prompt_tokens={usage.prompt} completion_tokens={usage.completion} "
+                if usage is not None
+                else "prompt_tokens=- completion_tokens=- "
+            )
+            + f"{who} attempts={record.tries} fallback={record.fallback or '-'} "
+            f"stream={'true' if record.stream else 'false'}"
+        )
+        if error is not None:
+            line += f" error={getattr(error, 'error_type', 'internal_error')}"
+        return line
+
+    def _json(
+        self, record: Record, status: int, seconds: float, overhead: float, error: BaseException | None
+    ) -> str:
+        # Every string placed raw is JSON-safe: the request id (a safe alphabet), the fixed parts
+        # (orjson made them), the logger name; the rest are numbers and literals. The "ts" field
+        # that opens the object is put in front when the line is written (:meth:`_emit`).
+        usage = record.usage
+        fallback = record.fallback
+        where, who = self._fixed(record)
+        line = (
+            f'","level":"INFO","pid":{self.pid},"logger":"{ACCESS_LOGGER}",'
+            f'"request_id":"{record.request_id}",{where},"status":{status},'
+            f'"total_ms":{seconds * 1000:.3f},"overhead_ms":{overhead * 1000:.3f},'
+            + (
+                f'"prompt_tokens":{usage.prompt},"completion_tokens":{usage.completion},'
+                if usage is not None
+                else '"prompt_tokens":null,"completion_tokens":null,'
+            )
+            + f'{who},"attempts":{record.tries},'
+            + ('"fallback":null,' if fallback is None else f'"fallback":{orjson.dumps(fallback).decode()},')
+            + ('"stream":true' if record.stream else '"stream":false')
+        )
+        if error is not None:
+            line += f',"error":{orjson.dumps(getattr(error, "error_type", "internal_error")).decode()}'
+        return line + "}"
+
     def flush(self) -> None:
         pending, self._pending = self._pending, None
         if pending:
             self._emit(pending)
 
     def _emit(self, lines: list[str]) -> None:
+        # The lines of one loop turn were written within microseconds: they share one timestamp,
+        # put in front of each here (a line is formatted without it).
+        prefix = f'{{"ts":"{timestamp()}' if self.fmt == "json" else timestamp()
+        text = prefix + ("\n" + prefix).join(lines) + "\n"
         try:
-            self.stream.write("\n".join(lines) + "\n")
-            self.stream.flush()
+            if self._fd is not None:
+                data = text.encode("utf-8", "replace")
+                while data:  # a pipe may take part of it
+                    data = data[os.write(self._fd, data) :]
+            else:
+                self.stream.write(text)
+                self.stream.flush()
         except (OSError, ValueError):  # a closed stderr must not fail requests
             pass
+
+
+def _fd_of(stream: IO[str]) -> int | None:
+    """The file descriptor of the process's real stderr (written directly), else None."""
+    if stream is not sys.__stderr__:
+        return None
+    try:
+        stream.flush()  # what the text layer holds goes first
+        return stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return None

@@ -17,6 +17,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from gateway_server.metrics_store import METRICS_DIR_ENV, FileStore, Series, Store
 
@@ -132,7 +133,7 @@ GAUGES = frozenset(family.name for family in FAMILIES if family.kind == "gauge")
 class RouteSlots:
     """A route's slots, looked up once (the hot path then indexes the array directly)."""
 
-    __slots__ = ("duration", "in_flight", "overhead", "requests", "route", "tokens", "ttft")
+    __slots__ = ("breakers", "duration", "in_flight", "overhead", "requests", "route", "tokens", "ttft")
 
     def __init__(self, store: Store, route: str) -> None:
         self.route = route
@@ -141,7 +142,8 @@ class RouteSlots:
         self.overhead = store.slot((OVERHEAD, (route,)), _WIDTH)
         self.ttft = -1  # allocated by the first stream: a route that never streams has no series
         self.requests: dict[tuple[int, str], int] = {}  # (status, key) -> slot
-        self.tokens: dict[tuple[str, str, str], tuple[int, int]] = {}  # (provider, model, key) -> slots
+        self.tokens: dict[tuple[int, str], tuple[int, int]] = {}  # (id(target), key) -> slots
+        self.breakers: dict[int, str] = {}  # id(target) -> the breaker state last reported
 
 
 class Metrics:
@@ -163,7 +165,18 @@ class Metrics:
         self.store.values[slots.in_flight] += 1
         return slots
 
-    def end(self, slots: RouteSlots, status: int, key: str, seconds: float, overhead: float) -> None:
+    def end(
+        self,
+        slots: RouteSlots,
+        status: int,
+        key: str,
+        seconds: float,
+        overhead: float,
+        served: Any = None,
+        usage: Any = None,
+    ) -> None:
+        """A request on ``slots``' route answered ``status``; with ``usage``, the tokens of the
+        answer ``served`` (reliability.Target) gave, labelled by its provider and model."""
         store = self.store
         slot = slots.requests.get((status, key))
         if slot is None:
@@ -177,20 +190,17 @@ class Metrics:
         base = slots.overhead
         values[base + bisect_left(BUCKETS, overhead)] += 1
         values[base + _WIDTH - 1] += overhead
-
-    def route_tokens(
-        self, slots: RouteSlots, provider: str, model: str, key: str, prompt: int, completion: int
-    ) -> None:
-        pair = slots.tokens.get((provider, model, key))
-        if pair is None:
-            labels = (slots.route, provider, model)
-            pair = slots.tokens[(provider, model, key)] = (
-                self.store.slot((TOKENS, (*labels, "prompt", key))),
-                self.store.slot((TOKENS, (*labels, "completion", key))),
-            )
-        values = self.store.values
-        values[pair[0]] += prompt
-        values[pair[1]] += completion
+        if usage is not None and served is not None:
+            pair = slots.tokens.get((id(served), key))
+            if pair is None:
+                adapter = served.adapter
+                labels = (slots.route, adapter.name, adapter.model_name or "")
+                pair = slots.tokens[(id(served), key)] = (
+                    store.slot((TOKENS, (*labels, "prompt", key))),
+                    store.slot((TOKENS, (*labels, "completion", key))),
+                )
+            values[pair[0]] += usage.prompt
+            values[pair[1]] += usage.completion
 
     def first_token(self, slots: RouteSlots, seconds: float) -> None:
         if slots.ttft < 0:

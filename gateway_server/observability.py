@@ -59,14 +59,13 @@ def _reseed() -> None:
 os.register_at_fork(after_in_child=_reseed)
 
 
-def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
+def request_id_of(headers: list[tuple[bytes, bytes]] | dict[bytes, bytes]) -> str:
     """The caller's ``X-Request-Id`` when it is safe to repeat, else a new one: 32 hex digits, a
-    random per-process half and a counter (unique, and no system call per request)."""
-    for name, value in headers:
-        if name == REQUEST_ID_HEADER:
-            if _SAFE_ID.fullmatch(value):
-                return value.decode("ascii")
-            break
+    random per-process half and a counter (unique, and no system call per request). ``headers``:
+    the scope's list, or that list as a dict (one C call where a loop would be many bytecodes)."""
+    value = (headers if isinstance(headers, dict) else dict(headers)).get(REQUEST_ID_HEADER)
+    if value is not None and _SAFE_ID.fullmatch(value):
+        return value.decode("ascii")
     return f"{_ID_PREFIX}{next(_ids) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
@@ -97,7 +96,11 @@ class Attempt:
 
 
 class Record:
-    """One invocation, from its first byte to its last."""
+    """One invocation, from its first byte to its last.
+
+    Built for the common case (one attempt, no tracing): the constructor sets the few fields every
+    request has, an :class:`Attempt` object exists only when tracing, and the metrics are counted
+    in two calls (:meth:`Metrics.begin` once the route is known, :meth:`Metrics.end` at the end)."""
 
     __slots__ = (
         "attempts",
@@ -106,6 +109,7 @@ class Record:
         "finish_reasons",
         "first_chunk",
         "key",
+        "last",
         "metrics",
         "primaries",
         "request_id",
@@ -118,6 +122,7 @@ class Record:
         "started",
         "stream",
         "tracer",
+        "tries",
         "usage",
     )
 
@@ -130,9 +135,11 @@ class Record:
         self.primaries: tuple[Target, ...] = ()
         self.route_type: RouteType | None = None
         self.response_model: str | None = None  # tracing only: the model the answer names
-        self.finish_reasons: list[str] = []  # tracing only
+        self.finish_reasons: list[str] | tuple[()] = ()  # tracing only
         self.key = ""  # the gateway key's name, never the key
-        self.attempts: list[Attempt] = []
+        self.tries = 0  # upstream attempts made
+        self.last: Target | None = None  # the target of the latest attempt
+        self.attempts: list[Attempt] = _NO_ATTEMPTS  # tracing only: one per attempt, with its span
         self.served: Target | None = None
         self.usage: Usage | None = None
         self.stream = False
@@ -151,18 +158,30 @@ class Record:
     # -- upstream attempts (called by reliability._attempts) -------------------------------------
 
     def attempt_started(self, target: Target) -> None:
-        span = self.tracer.attempt_span(self, target) if self.tracer is not None else None
-        self.attempts.append(Attempt(target, span))
+        last, self.last = self.last, target
+        if last is target:  # the same model again: a retry
+            self.metrics.add(RETRIES, (self.route, self.last.adapter.name))
+        self.tries += 1
+        if self.tracer is not None:
+            if self.attempts is _NO_ATTEMPTS:
+                self.attempts = []
+            self.attempts.append(Attempt(target, self.tracer.attempt_span(self, target)))
 
     def attempt_ended(self, target: Target, exc: BaseException | None) -> None:
-        attempt = self.attempts[-1]
-        adapter = target.adapter
+        reason = None
         if exc is not None:
-            attempt.error = error_reason(exc)
-            self.metrics.add(UPSTREAM_ERRORS, (self.route, adapter.name, attempt.error))
-        self.metrics.breaker(self.route, adapter.name, adapter.model_name or "", target.breaker.state)
-        if attempt.span is not None:
-            self.tracer.end_attempt(attempt, exc)
+            reason = error_reason(exc)
+            self.metrics.add(UPSTREAM_ERRORS, (self.route, target.adapter.name, reason))
+        slots = self.slots
+        if slots is not None and slots.breakers.get(id(target)) != target.breaker.state:
+            adapter = target.adapter
+            state = slots.breakers[id(target)] = target.breaker.state
+            self.metrics.breaker(self.route, adapter.name, adapter.model_name or "", state)
+        if self.attempts:
+            attempt = self.attempts[-1]
+            attempt.error = reason
+            if attempt.span is not None:
+                self.tracer.end_attempt(attempt, exc)
 
     def answered(self, result: dict[str, Any]) -> None:
         """Tracing: what the span reports of a whole answer (model, finish reasons)."""
@@ -191,36 +210,25 @@ class Record:
         if slots is None:  # no configured route: counted by status only
             metrics.request("", status, self.key, seconds, overhead)
         else:
-            metrics.end(slots, status, self.key, seconds, overhead)
+            served = self.served
+            metrics.end(slots, status, self.key, seconds, overhead, served, self.usage)
             if error is not None:
                 self._refused(error)
-            attempts = self.attempts
-            if len(attempts) > 1:
-                self._count_retries()
-            served = self.served
             if served is not None:
-                adapter = served.adapter
                 if served is not self.primaries[0] and self._is_fallback(served):
+                    adapter = served.adapter
                     self.fallback = served.label
                     metrics.add(FALLBACKS, (self.route, adapter.name, adapter.model_name or ""))
                 usage = self.usage
-                if usage is not None:
-                    metrics.route_tokens(
-                        slots,
+                if usage is not None and served.price is not None:  # at the price of the model that served it
+                    adapter = served.adapter
+                    metrics.cost(
+                        self.route,
                         adapter.name,
                         adapter.model_name or "",
                         self.key,
-                        usage.prompt,
-                        usage.completion,
+                        cost_usd(usage.prompt, usage.completion, served.price),
                     )
-                    if served.price is not None:  # each answer at the price of the model that served it
-                        metrics.cost(
-                            self.route,
-                            adapter.name,
-                            adapter.model_name or "",
-                            self.key,
-                            cost_usd(usage.prompt, usage.completion, served.price),
-                        )
             if self.first_chunk is not None:
                 metrics.first_token(slots, self.first_chunk)
         if self.span is not None:
@@ -232,17 +240,13 @@ class Record:
         elif isinstance(error, GatewayError) and error.error_type == "upstream_unavailable":
             self.metrics.add(REFUSED, (self.route, "circuit_open"))
 
-    def _count_retries(self) -> None:
-        previous: Any = None
-        for attempt in self.attempts:
-            if attempt.target is previous:
-                self.metrics.add(RETRIES, (self.route, attempt.target.adapter.name))
-            previous = attempt.target
-
     def _is_fallback(self, served: Target) -> bool:
         """Served by a model that is not one of the route's primaries (a traffic split's pick is not
         a fallback)."""
         return not any(served is target for target in self.primaries)
+
+
+_NO_ATTEMPTS: list[Attempt] = []  # shared, never appended to: a record without tracing keeps none
 
 
 class _NoRecord:

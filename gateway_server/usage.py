@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -66,8 +66,10 @@ class Price:
     output: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+class Usage(NamedTuple):
+    """What one answer used. A named tuple, not a frozen dataclass: one is made per request, and a
+    tuple is built in one step where a frozen dataclass sets each field through ``object.__setattr__``."""
+
     prompt: int = 0
     completion: int = 0
     estimated: bool = False  # at least one of the figures is the 4-characters-a-token estimate
@@ -192,6 +194,17 @@ def usage_of(answer: Mapping[str, Any], payload: Mapping[str, Any]) -> Usage:
     """What a whole standard answer used: its ``usage``, estimated where a figure is missing.
 
     Embeddings have no completion (``total_tokens`` = ``prompt_tokens``)."""
+    usage = answer.get("usage")
+    if type(usage) is dict:  # the common case first: both figures, plain non-negative ints
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if type(prompt) is int and type(completion) is int and prompt >= 0 and completion >= 0:
+            if "choices" in answer or "data" not in answer:
+                return Usage(prompt, completion, False)
+            return Usage(prompt, 0, False)  # embeddings
+    return _usage_slow(answer, payload)
+
+
+def _usage_slow(answer: Mapping[str, Any], payload: Mapping[str, Any]) -> Usage:
     prompt, completion = _figures(answer.get("usage"))
     embeddings = "data" in answer and "choices" not in answer
     estimated = False

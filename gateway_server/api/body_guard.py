@@ -38,14 +38,15 @@ class ClientGone(Exception):
     """The caller hung up before its request body arrived: there is nobody to answer."""
 
 
-def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    for key, value in headers:
-        if key == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                raise InvalidRequestError("The Content-Length header is not a number.") from None
-    return None
+def declared_length(headers: list[tuple[bytes, bytes]] | dict[bytes, bytes]) -> int | None:
+    """The request's ``Content-Length`` (``headers``: the scope's list, or that list as a dict)."""
+    value = (headers if isinstance(headers, dict) else dict(headers)).get(b"content-length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidRequestError("The Content-Length header is not a number.") from None
 
 
 def _too_large(declared: int, limit: int) -> PayloadTooLargeError:
@@ -55,16 +56,29 @@ def _too_large(declared: int, limit: int) -> PayloadTooLargeError:
     )
 
 
-async def read_body(scope: dict[str, Any], receive: Receive, limit: int) -> bytes:
+async def read_body(
+    scope: dict[str, Any], receive: Receive, limit: int, fields: dict[bytes, bytes] | None = None
+) -> bytes:
     """The whole body, or :class:`PayloadTooLargeError` as soon as it is known to exceed ``limit``
-    (at once for a declared ``Content-Length``), or :class:`ClientGone`."""
-    declared = declared_length(scope["headers"])
+    (at once for a declared ``Content-Length``), or :class:`ClientGone`. ``fields``: the request's
+    headers as a dict, when the caller has made one.
+
+    The common case costs one ``receive``: a small body arrives whole with its headers."""
+    declared = declared_length(fields if fields is not None else scope["headers"])
     if declared is not None and declared > limit:
         raise _too_large(declared, limit)
+    message: dict[str, Any] | None = await receive()
+    assert message is not None
+    if not message.get("more_body", False) and message["type"] == "http.request":
+        body: bytes = message.get("body", b"")
+        if len(body) > limit:
+            raise _too_large(len(body), limit)
+        return body
     chunks = []
     size = 0
     while True:
-        message = await receive()
+        if message is None:
+            message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientGone
         chunk = message.get("body", b"")
@@ -78,6 +92,7 @@ async def read_body(scope: dict[str, Any], receive: Receive, limit: int) -> byte
             chunks.append(chunk)
         if not message.get("more_body", False):
             break
+        message = None
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

@@ -15,9 +15,8 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from enum import Enum
 from time import perf_counter
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -54,15 +53,19 @@ OVERHEAD_HEADER = b"x-gateway-overhead-ms"
 CLIENT_CLOSED = 499  # the status counted (never sent) for a caller that hung up before the answer
 
 
-class Flavor(Enum):
-    LEGACY = "gateway"  # seed-era shapes (candidates / metadata)
-    ENDPOINTS = "endpoints"  # MLflow 2.9+: OpenAI shapes on a named route
-    V1 = "v1"  # OpenAI-compatible: the route is the body's ``model``
+class Flavor:
+    """The path families; each value is also the ``family`` label of the metrics and the access
+    line. Plain strings, not an Enum: read on every request, where an Enum's ``.value`` is a
+    Python-level descriptor call."""
+
+    LEGACY: Final = "gateway"  # seed-era shapes (candidates / metadata)
+    ENDPOINTS: Final = "endpoints"  # MLflow 2.9+: OpenAI shapes on a named route
+    V1: Final = "v1"  # OpenAI-compatible: the route is the body's ``model``
 
 
 @dataclass(frozen=True, slots=True)
 class Invocation:
-    flavor: Flavor
+    flavor: str  # a Flavor value
     name: str | None  # None for /v1/*: taken from the body
     v1_type: RouteType | None = None
     protocol: Any = None  # an agent protocol (api/agent_*.py): its own shapes, errors and streams
@@ -164,14 +167,6 @@ def _finish(result: dict[str, Any], route_type: RouteType) -> dict[str, Any]:
     return result
 
 
-async def _charge(
-    governor: Any, ticket: Any, key_name: str | None, entry: RouteEntry, served: Any, used: Usage
-) -> None:
-    governor.record(key_name, entry.name, served.label, used, served.price)
-    if ticket is not None:
-        await governor.settle(ticket, used, served.price)
-
-
 async def _call(state: Any, entry: RouteEntry, payload: dict[str, Any], scope: dict[str, Any]) -> Any:
     """The upstream call (deadline, retries, fallbacks, split, breakers: reliability.py).
 
@@ -205,7 +200,8 @@ async def handle_invocation(  # noqa: C901 - one flat function per request is th
 ) -> None:
     started = perf_counter()
     upstream_seconds = 0.0
-    record = _open_record(state, invocation, scope, started)
+    fields = dict(scope["headers"])  # the few headers read here, looked up in one C-built dict
+    record = _open_record(state, invocation, scope, fields, started)
     headers = [*JSON_HEADERS, (REQUEST_ID_HEADER, record.request_id.encode())]
     error: BaseException | None = None
     governor = state.governor
@@ -220,13 +216,17 @@ async def handle_invocation(  # noqa: C901 - one flat function per request is th
         # Before the body is read: 401/403 cost nothing and never reveal which routes exist.
         key_name = state.auth.authorize(scope["headers"], QUERY)  # None on a gateway without keys
         record.key = key_name or ""
-        payload = _parse_payload(await read_body(scope, receive, state.max_request_bytes))
+        payload = _parse_payload(await read_body(scope, receive, state.max_request_bytes, fields))
         model = payload.get("model")
         entry = _resolve(state, invocation, payload)
         record.resolved(entry.name, entry.route_type, entry.plan.primaries)  # a known route only
         # Every path family reaches here (/gateway, /endpoints, /v1/*): limits and budgets, once,
         # before the body is validated (a malformed request still costs a call, as with MLflow).
-        if governor is not None and governor.applies(entry, key_name, state.config.auth):
+        if (
+            governor is not None
+            and (entry.call_limits or entry.token_limits or key_name is not None)  # cheap "no" first
+            and governor.applies(entry, key_name, state.config.auth)
+        ):
             ticket = await governor.admit(entry, key_name, scope, payload)
             headers = headers + ticket.headers
         route_type = entry.route_type
@@ -258,9 +258,11 @@ async def handle_invocation(  # noqa: C901 - one flat function per request is th
             finally:
                 upstream_seconds = perf_counter() - upstream_started
             record.served = served
-            record.usage = usage_of(result, payload)
+            used = record.usage = usage_of(result, payload)
             if governor is not None:  # charged at the price of the model that answered
-                await _charge(governor, ticket, key_name, entry, served, record.usage)
+                governor.record(key_name, entry.name, served.label, used, served.price)
+                if ticket is not None:
+                    await governor.settle(ticket, used, served.price)
                 ticket = None
             headers = [*headers, (MODEL_HEADER, served.header)]
             if not result.get("model"):
@@ -311,8 +313,10 @@ async def _release(governor: Any, ticket: Any) -> None:
         await governor.settle(ticket, _NOTHING, None)
 
 
-def _open_record(state: Any, invocation: Invocation, scope: dict[str, Any], started: float) -> Record:
-    record = Record(state.metrics, invocation.flavor.value, request_id_of(scope["headers"]), started)
+def _open_record(
+    state: Any, invocation: Invocation, scope: dict[str, Any], fields: dict[bytes, bytes], started: float
+) -> Record:
+    record = Record(state.metrics, invocation.flavor, request_id_of(fields), started)
     CURRENT.set(record)  # the task's own context: the reliability loop and upstream client see it
     if state.tracer is not None:
         state.tracer.start_request(record, scope)
