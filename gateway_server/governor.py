@@ -16,12 +16,15 @@ usage.DEFAULT_COMPLETION_RESERVE completion tokens).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gateway_server.errors import RateLimitError
+from gateway_server.errors import RateLimitError, SharedStateUnavailableError
 from gateway_server.governance import Budget, TokenLimit, budget_period, full_reset, nano_cost, token_figures
 from gateway_server.limits import RouteLimit, limit_key
 from gateway_server.usage import Price, Usage, completion_reserve, estimate_prompt_tokens
@@ -34,7 +37,10 @@ if TYPE_CHECKING:
 
 __all__ = ["ANONYMOUS", "Governor", "KeyRules", "Ticket", "key_rules"]
 
+logger = logging.getLogger("gateway_server.usage")
+
 ANONYMOUS = "-"  # the usage key name of a gateway without auth keys
+_SETTLED: tuple[Any, ...] = ()  # a ticket's reservations once settled: a second settle is a no-op
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,20 +75,22 @@ def key_rules(auth: AuthConfig | None) -> dict[str, KeyRules]:
 
 
 class Ticket:
-    """What admission reserved for one request, to be settled on what it used."""
+    """What admission reserved for one request, to be settled on what it used: once. A settle
+    empties it, so a release after a charge (an error raised after the answer was charged) or a
+    second release gives nothing back twice."""
 
     __slots__ = ("budgets", "headers", "windows")
 
     def __init__(self) -> None:
-        self.windows: list[tuple[WindowCheck, int]] = []  # (check, window number)
-        self.budgets: list[tuple[BudgetCheck, Budget]] = []
+        self.windows: Sequence[tuple[WindowCheck, int]] = _SETTLED  # (check, window number)
+        self.budgets: Sequence[tuple[BudgetCheck, Budget]] = _SETTLED
         self.headers: list[tuple[bytes, bytes]] = []
 
 
 class Governor:
     """Applies limits and budgets through a store; records usage (see the module docstring)."""
 
-    __slots__ = ("_auth", "_periods", "clock", "keys", "limiter", "store")
+    __slots__ = ("_auth", "_periods", "_priming", "clock", "keys", "limiter", "store")
 
     def __init__(self, store: Any, limiter: RateLimiter, auth: AuthConfig | None = None) -> None:
         self.store = store
@@ -91,6 +99,11 @@ class Governor:
         self.keys = key_rules(auth)
         self.clock = time.time
         self._periods: dict[str, tuple[str, float, float]] = {}  # day|month -> (id, start, end)
+        # Keys whose budget has not yet been seeded with the spend already recorded in its period
+        # (every budget at start-up; one a reload adds or changes): key name -> the seeding, once begun.
+        self._priming: dict[str, asyncio.Task[None] | None] = {
+            name: None for name, rules in self.keys.items() if rules.budget is not None
+        }
 
     def _period(self, period: str, now: float) -> tuple[str, float, float]:
         """The calendar period holding ``now``, computed once per period (datetime is slow)."""
@@ -100,22 +113,58 @@ class Governor:
         return held
 
     async def start(self) -> None:
-        """Open the store; the embedded one reads this day's and month's spend from its table."""
+        """Open the store; seed every budget with the spend its key already has in its period."""
         await self.store.start()
-        now = self.clock()
-        starts = []
-        for period in ("day", "month"):
-            period_id, start, _ = budget_period(now, period)
-            starts.append((period_id, start))
-        await self.store.load_spend(starts)
+        for name in list(self._priming):
+            try:
+                await self._primed(name)
+            except SharedStateUnavailableError:  # Redis down at start-up: seeded on first use
+                logger.warning("budget of key '%s': spend not read yet (shared state down)", name)
 
     async def close(self) -> None:
         await self.store.close()
 
     def configure(self, auth: AuthConfig | None) -> None:
-        """A reloaded config's keys (their limits and budgets apply at once)."""
+        """A reloaded config's keys (their limits and budgets apply at once). A budget that is new,
+        or counts in another unit or period, starts from the spend its key already has in the
+        period (seeded before the key's next admission: :meth:`_primed`)."""
+        before = self.keys
         self._auth = auth
         self.keys = key_rules(auth)
+        for name, rules in self.keys.items():
+            budget = rules.budget
+            if budget is None:
+                continue
+            earlier = before.get(name)
+            was = earlier.budget if earlier is not None else None
+            if was is None or (was.unit, was.period) != (budget.unit, budget.period):
+                self._priming[name] = None
+
+    async def _primed(self, key_name: str) -> None:
+        """Seed ``key_name``'s budget counter with its period's recorded spend, once (concurrent
+        requests of the key wait for the same seeding); raises what the store raises."""
+        task = self._priming.get(key_name)
+        if task is None:
+            task = asyncio.ensure_future(self._seed(key_name))
+            self._priming[key_name] = task
+        try:
+            await asyncio.shield(task)
+        except Exception:
+            if self._priming.get(key_name) is task:
+                self._priming[key_name] = None  # the next request tries again
+            raise
+        if self._priming.get(key_name) is task:
+            del self._priming[key_name]
+
+    async def _seed(self, key_name: str) -> None:
+        rules = self.keys.get(key_name)
+        budget = rules.budget if rules is not None else None
+        if budget is None:
+            return
+        now = self.clock()
+        period_id, start, end = budget_period(now, budget.period)
+        spent = await self.store.spend_since(key_name, budget.unit, start)
+        await self.store.seed(budget.counter(period_id), spent, int(end - now) + 86400)
 
     def applies(self, entry: RouteEntry, key_name: str | None, auth: AuthConfig | None) -> bool:
         """Does this request need admission? ``auth`` is the live config's (a reload or a
@@ -149,6 +198,9 @@ class Governor:
         now = self.clock()
         end = 0.0
         if budget is not None:
+            if self._priming and budget.key_name in self._priming:  # new budget: seed it first, once
+                await self._primed(budget.key_name)
+                now = self.clock()
             period_id, _, end = self._period(budget.period, now)
             reserve = budget.charge(prompt, estimate - prompt, entry.reserve_price)
             budgets.append(
@@ -229,7 +281,8 @@ class Governor:
         return nano
 
     async def settle(self, ticket: Ticket | None, usage: Usage, price: Price | None) -> None:
-        """Replace the ticket's reservations by what the answer used (zero when it failed)."""
+        """Replace the ticket's reservations by what the answer used (zero when it failed); once:
+        the ticket is empty afterwards."""
         if ticket is None or not (ticket.windows or ticket.budgets):
             return
         total = usage.total
@@ -238,10 +291,25 @@ class Governor:
             (check, budget.charge(usage.prompt, usage.completion, price) - check.reserve)
             for check, budget in ticket.budgets
         ]
+        ticket.windows = ticket.budgets = _SETTLED
         await self.store.settle(windows, budgets)
+
+    def release_soon(self, ticket: Ticket | None) -> None:
+        """Give back a ticket's reservations without awaiting: for a request being cancelled
+        (a second cancel cannot interrupt it). The shared store writes it with its next flush."""
+        if ticket is None or not (ticket.windows or ticket.budgets):
+            return
+        windows = [(check, window, -check.reserve) for check, window in ticket.windows]
+        budgets = [(check, -check.reserve) for check, _ in ticket.budgets]
+        ticket.windows = ticket.budgets = _SETTLED
+        self.store.defer(windows, budgets)
 
     async def budget_status(self, auth: AuthConfig | None) -> list[dict[str, Any]]:
         """Every key: scopes, budget, what is spent and left, limits (never the key itself)."""
+        if auth is not self._auth:
+            self.configure(auth)
+        for name in [name for name in self._priming if name in self.keys]:
+            await self._primed(name)
         now = self.clock()
         rows, counters = [], []
         for key in auth.keys if auth is not None else ():

@@ -14,8 +14,18 @@ and replicas admit exactly the configured totals:
 Keys: ``<prefix>:gov:<window counter>:<window number>`` (expire after two periods),
 ``<prefix>:gov:<budget counter>`` (expire a day after the period ends), ``<prefix>:usage:<hour>``.
 Redis not answering at admission is :class:`SharedStateUnavailableError` (503): a governed request
-is never admitted unchecked. Not answering when settling or writing usage is logged; the figures
-are kept and written when Redis answers again (usage), or lost (a settle: the reservation stands).
+is never admitted unchecked. Not answering when settling or writing usage is logged, and the
+figures are kept in this process and written by the next once-a-second write that Redis answers
+(redis-py has already retried once on a fresh connection): usage rows as they are, a settle as the
+changes it makes to each counter (:meth:`RedisUsageStore.defer`), summed per Redis key and dropped
+once that key counts nothing any more (a window two periods old, a budget's period over), so what
+is kept is bounded by the live counters. Until then the reservations stand in Redis: admission
+errs on the side of refusing. A settle whose reply was lost after Redis had applied it (a timeout
+mid-answer) is applied twice, off by that request's reservation minus what it used.
+
+A budget that starts to be enforced (start-up, a reload that adds it) starts from the key's spend
+in its period as the usage hashes say (:meth:`RedisUsageStore.spend_since`, :meth:`seed`): usage
+written by every process, less what other processes have not written yet (their last second).
 """
 
 from __future__ import annotations
@@ -86,6 +96,15 @@ end
 return {-1, unpack(figures)}
 """
 
+# KEYS[1]: a budget counter; ARGV: spend (from the usage hashes), TTL s. The counter becomes at least
+# the spend; one already higher (it holds running requests' reservations) is kept.
+_SEED = """
+local current = tonumber(redis.call('get', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then redis.call('set', KEYS[1], ARGV[1]) end
+redis.call('expire', KEYS[1], ARGV[2])
+return current
+"""
+
 
 class RedisUsageStore:
     """The shared store (see the module docstring)."""
@@ -100,6 +119,9 @@ class RedisUsageStore:
         self._script: Any = None
         self._task: asyncio.Task[None] | None = None
         self._failed_at = -1e9
+        # Settles Redis did not take: Redis key -> [delta, TTL s, UNIX time after which it counts
+        # nothing]; written by the next flush that Redis answers (see the module docstring).
+        self.unsettled: dict[str, list[int]] = {}
 
     def _key(self, counter: str) -> str:
         return f"{self.prefix}:gov:{counter}"
@@ -158,7 +180,36 @@ class RedisUsageStore:
                     pipe.expire(key, budget.ttl)
                 await pipe.execute()
         except self._errors() as exc:
-            logger.error("%s", self.state.unreachable(exc, "an answer's usage was not settled"))
+            self.defer(windows, budgets)
+            logger.error("%s", self.state.unreachable(exc, "an answer's settle is kept and written later"))
+        except asyncio.CancelledError:  # cancelled mid-way (shutdown): kept, written by the last flush
+            self.defer(windows, budgets)
+            raise
+
+    def defer(
+        self, windows: Sequence[tuple[WindowCheck, int, int]], budgets: Sequence[tuple[BudgetCheck, int]]
+    ) -> None:
+        """Keep a settle for the next write (no await: a cancelled request's release, a settle
+        Redis did not take). Summed per Redis key; each counts until its key counts nothing."""
+        unsettled = self.unsettled
+        for check, window, delta in windows:
+            self._keep(unsettled, f"{check.counter}:{window}", delta, 2 * check.period, (window + 2) * check.period)
+        now = int(self.clock())
+        for budget, delta in budgets:
+            self._keep(unsettled, budget.counter, delta, budget.ttl, now + budget.ttl)
+
+    def _keep(self, unsettled: dict[str, list[int]], counter: str, delta: int, ttl: int, until: int) -> None:
+        key = self._key(counter)
+        held = unsettled.get(key)
+        if held is None:
+            unsettled[key] = [delta, ttl, until]
+        else:
+            held[0] += delta
+
+    def _take_unsettled(self) -> dict[str, list[int]]:
+        now = self.clock()
+        held, self.unsettled = self.unsettled, {}
+        return {key: figures for key, figures in held.items() if figures[2] > now and figures[0]}
 
     async def spent(self, counters: Sequence[str]) -> list[int]:
         if not counters:
@@ -188,8 +239,10 @@ class RedisUsageStore:
         return aggregate(((*name, *figures) for name, figures in rows.items()), by)
 
     async def flush(self) -> None:
+        """Write the usage rows and the settles in hand in one transaction; kept on failure."""
         pending = self.ledger.take()
-        if not pending:
+        unsettled = self._take_unsettled() if self.unsettled else {}
+        if not pending and not unsettled:
             return
         ttl = USAGE_TTL_DAYS * 86400
         try:
@@ -201,16 +254,53 @@ class RedisUsageStore:
                         if value:
                             pipe.hincrby(name, base + letter, value)
                     pipe.expire(name, ttl)
+                for counter, (delta, counter_ttl, _) in unsettled.items():
+                    pipe.incrby(counter, delta)
+                    pipe.expire(counter, counter_ttl)
                 await pipe.execute()
-        except self._errors() as exc:
+        except BaseException as exc:  # Redis not answering, or cancelled (shutdown): kept
+            if not isinstance(exc, (*self._errors(), asyncio.CancelledError)):
+                raise
             for row, figures in pending.items():  # kept for the next write
                 slot = self.ledger.pending.setdefault(row, [0, 0, 0, 0])
                 for i, value in enumerate(figures):
                     slot[i] += value
+            for counter, figures in unsettled.items():
+                held = self.unsettled.setdefault(counter, [0, figures[1], figures[2]])
+                held[0] += figures[0]
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             logger.error("%s", self.state.unreachable(exc, "usage is kept and written later"))
 
-    async def load_spend(self, starts: Sequence[tuple[str, float]]) -> None:
-        return None  # spend lives in Redis already
+    async def spend_since(self, key_name: str, unit: str, since: float) -> int:
+        """What ``key_name`` spent from the hour holding ``since`` on (nano-dollars or tokens): the
+        usage hashes (every process's written rows) plus this process's rows not written yet."""
+        first, last = int(since // 3600), int(self.clock() // 3600)
+        letters = ("n",) if unit == "usd" else ("p", "c")
+        total = 0
+        for (hour, name, _, _), (_, prompt, completion, nano) in self.ledger.pending.items():
+            if name == key_name and hour >= first:
+                total += nano if unit == "usd" else prompt + completion
+        prefix = f"{key_name}{_SEP}".encode()
+        try:
+            async with self.state.client.pipeline(transaction=False) as pipe:
+                for hour in range(first, last + 1):
+                    pipe.hgetall(f"{self.prefix}:usage:{hour}")
+                hours = await pipe.execute()
+        except self._errors() as exc:
+            raise self._unavailable(exc, "requests with token limits or budgets get 503") from None
+        for fields in hours:
+            for field, value in fields.items():
+                if field.startswith(prefix) and field.decode().rsplit(_SEP, 1)[1] in letters:
+                    total += int(value)
+        return total
+
+    async def seed(self, counter: str, spent: int, ttl: int) -> None:
+        """The budget counter becomes at least ``spent`` (atomic: :data:`_SEED`)."""
+        try:
+            await self.state.client.eval(_SEED, 1, self._key(counter), spent, ttl)
+        except self._errors() as exc:
+            raise self._unavailable(exc, "requests with token limits or budgets get 503") from None
 
     async def _run(self) -> None:
         while True:

@@ -9,8 +9,10 @@ memory and is written to SQLite once a second, in one transaction, on a thread o
 - **durability**: WAL journal, ``synchronous=NORMAL``: a committed transaction survives the
   process being killed (SIGKILL), so at most the last second of usage is lost; a power cut may
   lose the last transactions too (documented in docs/governance.md);
-- **budgets survive restarts** because spend is usage: at start-up each key's spend in the
-  current day and month is summed from the table, and this process's charges add to that;
+- **budgets survive restarts** because spend is usage: when a budget starts to be enforced (at
+  start-up, or when a reload adds it or changes its unit or period) the key's spend in the current
+  period is summed from the table and the rows not yet written (:meth:`EmbeddedStore.spend_since`),
+  and the budget's counter starts from that (:meth:`EmbeddedStore.seed`); charges add to it;
 - the file sits next to the config (``<config>.usage.db``), or where ``server.usage_store``
   says; ``memory`` (or a config that is not a file) keeps everything in memory, lost at exit.
 
@@ -174,7 +176,6 @@ class EmbeddedStore:
         self._windows: dict[str, list[int]] = {}  # counter -> [window, current, previous, period]
         self._sweep_at = _MIN_SWEEP
         self._spend: dict[str, int] = {}  # budget counter -> units spent (and reserved)
-        self._base: dict[str, int] = {}  # budget counter -> spend read from the table at start-up
         self._executor: ThreadPoolExecutor | None = None  # the one thread that touches SQLite
         self._db: sqlite3.Connection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -215,24 +216,32 @@ class EmbeddedStore:
             (since_hour,),
         ).fetchall()
 
-    async def load_spend(self, starts: Sequence[tuple[str, float]]) -> None:
-        """Start-up: every key's spend so far in the periods starting at ``starts`` (period id,
-        UNIX time), from the table, in USD and in tokens. This process's charges add to it."""
+    async def spend_since(self, key_name: str, unit: str, since: float) -> int:
+        """What ``key_name`` spent from the hour holding ``since`` on: USD (nano-dollars) or tokens,
+        from the table plus the rows not written yet. The rows in hand are summed in the same step
+        as the read is queued on the writer thread, behind any write already queued: each row is
+        counted once."""
+        hour = int(since // 3600)
+        column = "cost_nano" if unit == "usd" else "prompt + completion"
+        unwritten = 0
+        for (row_hour, name, _, _), (_, prompt, completion, nano) in self.ledger.pending.items():
+            if name == key_name and row_hour >= hour:
+                unwritten += nano if unit == "usd" else prompt + completion
 
-        def read() -> dict[str, int]:
+        def read() -> int:
             assert self._db is not None
-            found = {}
-            for period_id, start in starts:
-                for key, nano, tokens in self._db.execute(
-                    "SELECT key, SUM(cost_nano), SUM(prompt + completion) FROM usage "
-                    "WHERE hour >= ? GROUP BY key",
-                    (int(start // 3600),),
-                ):
-                    found[f"b|{key}|usd|{period_id}"] = int(nano)
-                    found[f"b|{key}|tokens|{period_id}"] = int(tokens)
-            return found
+            (total,) = self._db.execute(
+                f"SELECT COALESCE(SUM({column}), 0) FROM usage WHERE hour >= ? AND key = ?",
+                (hour, key_name),
+            ).fetchone()
+            return int(total)
 
-        self._base.update(await self._call(read))
+        return unwritten + int(await self._call(read))
+
+    async def seed(self, counter: str, spent: int, ttl: int) -> None:
+        """A budget counter starts from at least ``spent`` (what the usage table says was spent in
+        its period); a counter already higher (reservations of running requests) keeps its value."""
+        self._spend[counter] = max(self._spend.get(counter, 0), spent)
 
     # -- the interface the governor uses ---------------------------------------------------------
 
@@ -253,8 +262,8 @@ class EmbeddedStore:
         spend = self._spend
         for index, budget in enumerate(budgets):
             spent = spend.get(budget.counter)
-            if spent is None:
-                spent = spend[budget.counter] = self._base.get(budget.counter, 0)
+            if spent is None:  # a new period (the governor seeds a budget's first one: spend_since)
+                spent = spend[budget.counter] = 0
             figures.append(spent)
             if spent >= budget.amount:
                 return Admission(len(windows) + index, figures, numbers)
@@ -277,6 +286,12 @@ class EmbeddedStore:
     ) -> None:
         """Replace reservations by actual figures: ``(check, window number, delta)`` per window and
         ``(check, delta)`` per budget."""
+        self.defer(windows, budgets)
+
+    def defer(
+        self, windows: Sequence[tuple[WindowCheck, int, int]], budgets: Sequence[tuple[BudgetCheck, int]]
+    ) -> None:
+        """:meth:`settle` without awaiting (a cancelled request's release): here it is the same."""
         for check, window, delta in windows:
             slot = self._windows.get(check.counter)
             if slot is None:
@@ -289,7 +304,7 @@ class EmbeddedStore:
             self._spend[budget.counter] = max(0, self._spend.get(budget.counter, 0) + delta)
 
     async def spent(self, counters: Sequence[str]) -> list[int]:
-        return [self._spend.get(counter, self._base.get(counter, 0)) for counter in counters]
+        return [self._spend.get(counter, 0) for counter in counters]
 
     async def usage(self, since: float, by: str) -> list[dict[str, Any]]:
         await self.flush()

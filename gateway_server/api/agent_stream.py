@@ -194,7 +194,9 @@ async def send_stream(
         ending = translator.fail(internal_error())
     finally:
         live.stop()
-        await batches.aclose()
-        await charge(call, served, used())
+        try:
+            await batches.aclose()
+        finally:  # charged even if closing the upstream stream fails
+            await charge(call, served, used())
     if not live.disconnected:
         await send({"type": "http.response.body", "body": ending, "more_body": False})

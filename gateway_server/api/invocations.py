@@ -282,6 +282,8 @@ async def handle_invocation(  # noqa: C901 - one flat function per request is th
         _finish_record(state, record, CLIENT_CLOSED, perf_counter() - started, 0.0, None)
         return
     except asyncio.CancelledError:  # the client left (a stream): counted as 499, nginx's "client closed"
+        if ticket is not None:  # cancelled with its reservation (shutdown): given back, no await
+            governor.release_soon(ticket)
         _finish_record(state, record, CLIENT_CLOSED, perf_counter() - started, 0.0, None)
         raise
     except Exception as exc:  # the process edge: log it, answer the envelope, never a bare 500 page

@@ -141,8 +141,9 @@ def test_embedded_store_keeps_usage_and_spend_across_a_restart(tmp_path: Path) -
     async def second_run() -> None:
         store = EmbeddedStore(path, clock=lambda: now)
         await store.start()
-        await store.load_spend([("2026-12", _at("2026-12-01T00:00:00"))])
-        assert await store.spent(["b|team|usd|2026-12", "b|team|tokens|2026-12"]) == [2_200, 165]
+        month = _at("2026-12-01T00:00:00")
+        assert await store.spend_since("team", "usd", month) == 2_200
+        assert await store.spend_since("team", "tokens", month) == 165
         rows = await store.usage(now - 3600, "model")
         assert rows == [
             {
