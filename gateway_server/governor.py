@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from gateway_server.errors import RateLimitError, SharedStateUnavailableError
 from gateway_server.governance import Budget, TokenLimit, budget_period, full_reset, nano_cost, token_figures
 from gateway_server.limits import RouteLimit, limit_key
+from gateway_server.routes import RouteType
 from gateway_server.usage import Price, Usage, completion_reserve, estimate_prompt_tokens
 from gateway_server.usage_store import BudgetCheck, WindowCheck
 
@@ -40,6 +41,7 @@ __all__ = ["ANONYMOUS", "Governor", "KeyRules", "Ticket", "key_rules"]
 logger = logging.getLogger("gateway_server.usage")
 
 ANONYMOUS = "-"  # the usage key name of a gateway without auth keys
+EMBEDDINGS = RouteType.EMBEDDINGS
 _SETTLED: tuple[Any, ...] = ()  # a ticket's reservations once settled: a second settle is a no-op
 
 
@@ -189,7 +191,7 @@ class Governor:
         if not limits and budget is None:
             return ticket
         prompt = estimate_prompt_tokens(payload)
-        estimate = prompt + completion_reserve(payload)
+        estimate = prompt + completion_reserve(payload, entry.route_type is EMBEDDINGS)
         windows = [
             WindowCheck(limit.counter(who), limit.tokens, limit.period_seconds, estimate)
             for limit, who in limits

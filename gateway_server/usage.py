@@ -156,11 +156,14 @@ def admission_estimate(payload: Mapping[str, Any]) -> int:
     return estimate_prompt_tokens(payload) + completion_reserve(payload)
 
 
-def completion_reserve(payload: Mapping[str, Any]) -> int:
-    """The completion part of :func:`admission_estimate`: ``max_tokens`` (or the default) x ``n``."""
-    if "messages" not in payload and "prompt" not in payload:
-        return 0  # embeddings: no completion
-    most = payload.get("max_tokens") or payload.get("max_completion_tokens")
+def completion_reserve(payload: Mapping[str, Any], embeddings: bool | None = None) -> int:
+    """The completion part of :func:`admission_estimate`: ``max_tokens`` (``max_completion_tokens``,
+    the Responses API's ``max_output_tokens``; else the default) x ``n``. ``embeddings``: whether the
+    route embeds (no completion); told by the caller who knows the route, else guessed from the
+    shape (a body with neither ``messages`` nor ``prompt``: a Responses API body looks the same)."""
+    if embeddings if embeddings is not None else ("messages" not in payload and "prompt" not in payload):
+        return 0
+    most = payload.get("max_tokens") or payload.get("max_completion_tokens") or payload.get("max_output_tokens")
     if not isinstance(most, int) or isinstance(most, bool) or most <= 0:
         most = DEFAULT_COMPLETION_RESERVE
     n = payload.get("n")

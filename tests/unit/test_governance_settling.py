@@ -17,6 +17,7 @@ from gateway_server.config import parse_config
 from gateway_server.errors import BudgetExceededError
 from gateway_server.governance import TokenLimit
 from gateway_server.governor import Governor, Ticket
+from gateway_server.routes import RouteType
 from gateway_server.usage import Price, Usage
 from gateway_server.usage_redis import RedisUsageStore
 from gateway_server.usage_store import EmbeddedStore
@@ -34,6 +35,7 @@ def _entry() -> Any:
         call_limits=(),
         governed=True,
         reserve_price=None,
+        route_type=RouteType.CHAT,
     )
 
 
@@ -99,6 +101,23 @@ def test_a_cancelled_request_gives_its_reservation_back_without_awaiting() -> No
     _run(run)
 
 
+def test_a_responses_api_request_reserves_its_completion() -> None:
+    """``/v1/responses`` bodies have ``input`` (like an embeddings body) and ``max_output_tokens``:
+    on a chat route they reserve the completion too, not the prompt alone."""
+
+    async def run() -> None:
+        store = EmbeddedStore(clock=lambda: NOW)
+        governor = _governor(store)
+        body = {"input": "x" * 40, "max_output_tokens": 300}
+        ticket = await governor.admit(_entry(), None, {}, body)
+        assert _used(store) == 10 + 300
+        await governor.settle(ticket, Usage(), None)
+        await governor.admit(_entry(), None, {}, {"input": "x" * 40})  # no limit given: the default
+        assert _used(store) == 10 + 1024
+
+    _run(run)
+
+
 def _usage_db(path: Path, rows: list[tuple[int, str, int, int, int]]) -> None:
     """A usage table holding (hour, key, prompt, completion, nano$) rows, as an earlier run left it."""
 
@@ -127,7 +146,13 @@ def test_a_budget_added_by_a_reload_starts_from_the_spend_already_recorded(tmp_p
         await store.flush()
         governor.record("team", "chat", "fake/m", Usage(100, 50), None)
         governor.record("other", "chat", "fake/m", Usage(5000, 0), None)  # another key's spend
-        entry = SimpleNamespace(token_limits=(), call_limits=(), governed=False, reserve_price=None)
+        entry = SimpleNamespace(
+            token_limits=(),
+            call_limits=(),
+            governed=False,
+            reserve_price=None,
+            route_type=RouteType.EMBEDDINGS,
+        )
         # The reload adds a budget of 1000 tokens a month: 700 are spent, so one more request...
         with_budget = _auth("{tokens: 1000, period: month}")
         assert governor.applies(entry, "team", with_budget)
@@ -158,7 +183,13 @@ def test_a_budget_in_another_unit_after_a_reload_is_seeded_in_that_unit(tmp_path
         store = EmbeddedStore(str(tmp_path / "usage.db"), clock=lambda: NOW)
         governor = _governor(store, _auth("{tokens: 1000000, period: month}"))
         await governor.start()
-        entry = SimpleNamespace(token_limits=(), call_limits=(), governed=False, reserve_price=None)
+        entry = SimpleNamespace(
+            token_limits=(),
+            call_limits=(),
+            governed=False,
+            reserve_price=None,
+            route_type=RouteType.EMBEDDINGS,
+        )
         ticket = await governor.admit(entry, "team", {}, {"input": "x"})
         governor.record("team", "chat", "fake/m", Usage(10, 10), None)
         await governor.settle(ticket, Usage(10, 10), None)
@@ -265,7 +296,13 @@ def test_a_budget_added_by_a_reload_starts_from_the_redis_usage(redis_url: str) 
         governor = _governor(store, _auth(None))
         await governor.start()
         governor.record("team", "chat", "fake/m", Usage(100, 50), None)  # not written yet
-        entry = SimpleNamespace(token_limits=(), call_limits=(), governed=False, reserve_price=None)
+        entry = SimpleNamespace(
+            token_limits=(),
+            call_limits=(),
+            governed=False,
+            reserve_price=None,
+            route_type=RouteType.EMBEDDINGS,
+        )
         assert governor.applies(entry, "team", _auth("{tokens: 600, period: month}"))
         ticket = await governor.admit(entry, "team", {}, {"input": "x"})  # 550 spent: admitted
         await governor.settle(ticket, Usage(40, 10), None)
