@@ -240,7 +240,6 @@ def test_a_budget_added_by_a_reload_counts_the_spend_already_made(
     tmp_config: Callable[..., Path],
     start: Callable[..., GatewayProcess],
 ) -> None:
-    clear_of_the_hour(120)
     per = _per(upstream)
     shared_state = request.getfixturevalue("redis_url") if shared else None
     window = 1000 * per  # not the point here
