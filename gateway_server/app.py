@@ -164,7 +164,7 @@ class GatewayApp:
             await governor.start()
             stack.push_async_callback(governor.close)
         watcher = await stack.enter_async_context(
-            watch_config(routes.base.path, routes.base, routes.apply, self._reload_interval)
+            watch_config(routes.base.path, routes.base, routes.apply, self._reload_interval, routes.changes)
         )
         if watcher is not None:
             self.state.extras["config_watcher"] = watcher

@@ -96,6 +96,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        changed_by = getattr(record, "changed_by", None)  # route changes: key:NAME, file, ...
+        if changed_by is not None:
+            fields["changed_by"] = changed_by
         if record.exc_info:
             fields["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(fields).decode()

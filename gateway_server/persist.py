@@ -30,9 +30,12 @@ from gateway_server.errors import ConfigError, ConfigNotPersistableError, RouteE
 
 __all__ = ["ConfigNotPersistableError", "add_route", "atomic_write", "remove_route"]
 
+BeforeWrite = Callable[[str], None]  # called with the new text just before it replaces the file
 
-def add_route(path: str | Path, route: Mapping[str, Any]) -> None:
-    """Append ``route`` (already validated) to the file's ``routes:`` (or ``endpoints:``) list."""
+
+def add_route(path: str | Path, route: Mapping[str, Any], before_write: BeforeWrite | None = None) -> None:
+    """Append ``route`` (already validated) to the file's ``routes:`` (or ``endpoints:``) list.
+    ``before_write`` is called with the new text just before it replaces the file."""
     name = route["name"]
 
     def change(routes: CommentedSeq) -> None:
@@ -40,10 +43,10 @@ def add_route(path: str | Path, route: Mapping[str, Any]) -> None:
             raise RouteExistsError(name)
         routes.append(_to_commented(route))
 
-    _edit(path, change)
+    _edit(path, change, before_write)
 
 
-def remove_route(path: str | Path, name: str) -> None:
+def remove_route(path: str | Path, name: str, before_write: BeforeWrite | None = None) -> None:
     """Remove the route called ``name`` from the file; RouteNotFoundError if the file lacks it."""
 
     def change(routes: CommentedSeq) -> None:
@@ -53,7 +56,7 @@ def remove_route(path: str | Path, name: str) -> None:
                 return
         raise RouteNotFoundError(name)
 
-    _edit(path, change)
+    _edit(path, change, before_write)
 
 
 def atomic_write(path: str | Path, text: str) -> None:
@@ -82,7 +85,9 @@ def atomic_write(path: str | Path, text: str) -> None:
 # ---------------------------------------------------------------- internals
 
 
-def _edit(path: str | Path, change: Callable[[CommentedSeq], None]) -> None:
+def _edit(
+    path: str | Path, change: Callable[[CommentedSeq], None], before_write: BeforeWrite | None = None
+) -> None:
     path_str = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -100,6 +105,8 @@ def _edit(path: str | Path, change: Callable[[CommentedSeq], None]) -> None:
     yaml.dump(document, out)
     new_text = out.getvalue()
     parse_config(new_text, path_str)  # never write a file the gateway could not load
+    if before_write is not None:
+        before_write(new_text)
     atomic_write(path, new_text)
 
 

@@ -14,7 +14,10 @@ lifespan (so each of ``--workers N`` processes has its own) and polls about once
   loop and hands it to the route table (``RouteTable.apply``, ``runtime/table.py``), which swaps
   the served set in one step. A request keeps the entry it resolved, so in-flight requests and
   streams finish on the config they started with;
-- a bad or missing file keeps the current routes and logs every problem, once per distinct content.
+- a bad or missing file keeps the current routes and logs every problem, once per distinct content;
+- under ``--workers N`` every worker watches and reloads, but one line is logged per change for
+  the whole server (``runtime/change_log.py``): a file the admin API wrote was logged by the worker
+  that made the change, anything else by the server's one owner; the others log at ``debug``.
 
 Secret files are hashed again only when their size, modification time or inode changed (a
 ``stat`` per look otherwise), so a large one costs nothing while it stays put.
@@ -35,9 +38,11 @@ from contextlib import asynccontextmanager, suppress
 
 from gateway_server.config import GatewayConfig, parse_config
 from gateway_server.errors import ConfigError
+from gateway_server.runtime.change_log import ChangeLog
 from gateway_server.runtime.changes import RouteChanges, diff_routes
 
-# Called with each new, validated config file: ``RouteTable.apply(config, reason, quiet=...)``.
+# Called with each new, validated config file: ``RouteTable.apply(config, reason, quiet=, token=,
+# changed_by=)``.
 Apply = Callable[..., RouteChanges]
 
 __all__ = [
@@ -110,9 +115,16 @@ class ConfigWatcher:
     the file and hands it to ``apply`` (the route table's, which does the swap and the log line)."""
 
     def __init__(
-        self, path: str, config: GatewayConfig, apply: Apply, *, interval: float = RELOAD_INTERVAL
+        self,
+        path: str,
+        config: GatewayConfig,
+        apply: Apply,
+        *,
+        interval: float = RELOAD_INTERVAL,
+        changes: ChangeLog | None = None,
     ) -> None:
         self.path = path
+        self.changes = changes if changes is not None else ChangeLog()  # who logs a rejected file
         self.config = config  # the file as last loaded: its secret files are watched too
         self._apply = apply
         self.interval = interval
@@ -161,6 +173,7 @@ class ConfigWatcher:
     async def check(self) -> RouteChanges | None:
         """One look: reload if the file (or a secret file) changed and has held since the last look."""
         first = self._seen is None
+        before = self._seen
         seen, outcome = await asyncio.to_thread(self._load_if_changed)
         if seen == self._pending and outcome is None:
             return None  # changed, settling
@@ -169,18 +182,33 @@ class ConfigWatcher:
             return None
         if isinstance(outcome, ConfigError):
             self.failures += 1
-            logger.error(
+            logger.log(
+                logging.ERROR if self.changes.owner() else logging.DEBUG,  # one line per server
                 "config %s not reloaded, keeping the current %d route(s); every problem:\n%s",
                 self.path,
                 len(self.config.routes),
                 outcome,
             )
             return None
-        return self.apply(outcome, quiet=first)
+        # Only the file's own content changed (not a secret file): the admin API may have written it.
+        edited = before is None or before[0] != seen[0]
+        only_file = edited and before is not None and before[1:] == seen[1:]
+        token = content_token_of(seen) if only_file else None
+        return self.apply(outcome, quiet=first, token=token, secret=not edited)
 
-    def apply(self, config: GatewayConfig, *, quiet: bool = False) -> RouteChanges:
-        """Serve ``config`` (already validated). Requests in flight keep the entries they hold."""
-        changes = self._apply(config, f"config {self.path} reloaded", quiet=quiet)
+    def apply(
+        self, config: GatewayConfig, *, quiet: bool = False, token: str | None = None, secret: bool = False
+    ) -> RouteChanges:
+        """Serve ``config`` (already validated). Requests in flight keep the entries they hold.
+        ``secret``: only a secret file changed; ``token``: the file's content mark (change_log.py)."""
+        what = "a secret file changed" if secret else "changed in the file"
+        changes = self._apply(
+            config,
+            f"config {self.path} reloaded ({what})",
+            quiet=quiet,
+            token=token,
+            changed_by="secret-file" if secret else "file",
+        )
         self.config = config
         self.reloads += 1
         return changes
@@ -194,9 +222,19 @@ class ConfigWatcher:
             await asyncio.sleep(self.interval)
 
 
+def content_token_of(seen: Fingerprint) -> str | None:
+    """The content mark of the config file in ``seen`` (its sha256, as ``change_log.content_token``)."""
+    digest = seen[0][2]
+    return None if digest is None else f"sha256:{digest}"
+
+
 @asynccontextmanager
 async def watch_config(
-    path: str | None, config: GatewayConfig, apply: Apply, interval: float | None
+    path: str | None,
+    config: GatewayConfig,
+    apply: Apply,
+    interval: float | None,
+    changes: ChangeLog | None = None,
 ) -> AsyncIterator[ConfigWatcher | None]:
     """For the app's lifespan: watch ``path`` every ``interval`` s (``None``: don't), starting from
     ``config`` (its content when the app was built). (The routes created and deleted through Redis
@@ -204,7 +242,7 @@ async def watch_config(
     if not interval or path is None:
         yield None
         return
-    watcher = ConfigWatcher(os.path.abspath(path), config, apply, interval=interval)
+    watcher = ConfigWatcher(os.path.abspath(path), config, apply, interval=interval, changes=changes)
     task = asyncio.create_task(watcher.run(), name=f"gatewayctl-reload:{path}")
     try:
         yield watcher

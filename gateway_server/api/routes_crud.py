@@ -51,6 +51,8 @@ def _require_admin(request: Request, _: Credentials) -> str | None:
 State = Annotated[GatewayState, Depends(get_state)]
 QueryKey = Depends(_require_query)
 AdminKey = Depends(_require_admin)
+# The admin key's name (None on a gateway without keys): the change's log line says who made it.
+AdminKeyName = Annotated[str | None, Depends(_require_admin)]
 RouteBody = Annotated[
     dict[str, Any],
     Body(
@@ -150,33 +152,25 @@ async def list_models(state: State) -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
-@router.post(
-    paths.ROUTES, dependencies=[AdminKey], summary="Create a route (admin scope); saved to the config file"
-)
-async def create_route(body: RouteBody, state: State) -> dict[str, Any]:
-    return (await state.routes.create(body)).public
+@router.post(paths.ROUTES, summary="Create a route (admin scope); saved to the config file")
+async def create_route(body: RouteBody, state: State, key: AdminKeyName) -> dict[str, Any]:
+    return (await state.routes.create(body, key=key)).public
 
 
-@router.delete(
-    paths.ROUTE, dependencies=[AdminKey], summary="Delete a route (admin scope); saved to the config file"
-)
-async def delete_route(name: str, state: State) -> dict[str, Any]:
-    await state.routes.delete(name, "route")
+@router.delete(paths.ROUTE, summary="Delete a route (admin scope); saved to the config file")
+async def delete_route(name: str, state: State, key: AdminKeyName) -> dict[str, Any]:
+    await state.routes.delete(name, "route", key=key)
     return {}
 
 
-@router.post(
-    paths.ENDPOINTS, dependencies=[AdminKey], summary="Create an endpoint (MLflow 2.9+ shape; admin scope)"
-)
-async def create_endpoint(body: RouteBody, state: State) -> dict[str, Any]:
-    return (await state.routes.create(body)).endpoint
+@router.post(paths.ENDPOINTS, summary="Create an endpoint (MLflow 2.9+ shape; admin scope)")
+async def create_endpoint(body: RouteBody, state: State, key: AdminKeyName) -> dict[str, Any]:
+    return (await state.routes.create(body, key=key)).endpoint
 
 
-@router.delete(
-    paths.ENDPOINT, dependencies=[AdminKey], summary="Delete an endpoint (MLflow 2.9+ shape; admin scope)"
-)
-async def delete_endpoint(name: str, state: State) -> dict[str, Any]:
-    await state.routes.delete(name, "endpoint")
+@router.delete(paths.ENDPOINT, summary="Delete an endpoint (MLflow 2.9+ shape; admin scope)")
+async def delete_endpoint(name: str, state: State, key: AdminKeyName) -> dict[str, Any]:
+    await state.routes.delete(name, "endpoint", key=key)
     return {}
 
 

@@ -32,8 +32,9 @@ from gateway_server.errors import (
     RouteNotFoundError,
     SharedStateUnavailableError,
 )
+from gateway_server.runtime.change_log import version_token
 from gateway_server.runtime.overlay import RouteOverlay, parse_overlay
-from gateway_server.runtime.store import OnChange
+from gateway_server.runtime.store import Mark, OnChange
 from gateway_server.shared import SharedState, redacted_url
 
 __all__ = ["RedisStore"]
@@ -68,6 +69,7 @@ class RedisStore:
         self.base: GatewayConfig | None = None  # the config file: credentials of created routes
         self._scripts: dict[str, Any] = {}
         self._failing = False
+        self.mark: Mark = lambda token: None  # set by the route table (change_log.py)
 
     def merge(self, base: GatewayConfig) -> GatewayConfig:
         self.base = base
@@ -152,7 +154,7 @@ class RedisStore:
         try:
             if script not in self._scripts:
                 self._scripts[script] = client.register_script(script)
-            return int(
+            version = int(
                 await self._scripts[script](keys=list(self.shared.keys), args=list(args), client=client)
             )
         except (RedisError, OSError) as exc:
@@ -160,6 +162,9 @@ class RedisStore:
             raise SharedStateUnavailableError(
                 "The change was not made: the gateway's shared state (Redis) did not answer. Retry shortly."
             ) from None
+        if version:  # this process logs the change: the others of the server stay quiet about it
+            self.mark(version_token(version))
+        return version
 
     async def _catch_up(self) -> None:
         """Read-your-writes: this process serves the change before answering (others within a poll)."""
@@ -178,7 +183,8 @@ class RedisStore:
         except SharedStateUnavailableError:
             await self.shared.close()
             raise
-        on_change(f"shared routes at version {self.overlay.version}")
+        version = self.overlay.version
+        on_change(f"shared routes at version {version}", version_token(version))
         task = asyncio.create_task(self._watch(on_change), name="gatewayctl-shared-routes")
         try:
             yield
@@ -194,7 +200,11 @@ class RedisStore:
             await asyncio.sleep(interval)
             try:
                 if await self.refresh():
-                    on_change(f"shared routes at version {self.overlay.version}")
+                    version = self.overlay.version
+                    on_change(
+                        f"shared routes at version {version} (changed through another server)",
+                        version_token(version),
+                    )
             except SharedStateUnavailableError as exc:
                 if not self._failing:
                     self._failing = True

@@ -18,18 +18,29 @@ from typing import Any, Protocol
 
 from gateway_server.config import GatewayConfig, RouteConfig
 from gateway_server.errors import ConfigNotPersistableError, GatewayError, RouteNotFoundError
+from gateway_server.runtime.change_log import content_token
 
-__all__ = ["FileStore", "OnChange", "RouteStore"]
+__all__ = ["FileStore", "Mark", "OnChange", "RouteStore"]
 
 logger = logging.getLogger("gateway_server.runtime")
 
-OnChange = Callable[[str], object]  # called with the reason when a store's overlay moved by itself
+# Called with the reason (and the change's mark, runtime/change_log.py) when a store's overlay
+# moved by itself.
+OnChange = Callable[..., object]
+Mark = Callable[[str], None]  # what a store calls with the mark of each change it writes
+
+
+def _no_mark(token: str) -> None:
+    pass
 
 
 class RouteStore(Protocol):
     """What the route table needs from where run-time changes are kept."""
 
     where: str  # for log lines: "saved to gateway.yaml", "shared state"
+    # Set by the route table: called with the mark of each change before others can see it
+    # (change_log.py), so that the server logs the change once.
+    mark: Mark
 
     def merge(self, base: GatewayConfig) -> GatewayConfig:
         """``base`` (the config file's routes) with this store's run-time changes laid over it."""
@@ -67,6 +78,7 @@ class FileStore:
     def __init__(self, path: str | None) -> None:
         self.path = path
         self.where = f"saved to {path}"
+        self.mark: Mark = _no_mark
         self._created: dict[str, RouteConfig] = {}  # in creation order: the order the file has
         self._deleted: set[str] = set()
 
@@ -112,11 +124,11 @@ class FileStore:
         self._created.pop(name, None)
         self._deleted.add(name)
 
-    async def _persist(self, change: Callable[[str, Any], None], arg: Any) -> None:
+    async def _persist(self, change: Callable[[str, Any, Callable[[str], None]], None], arg: Any) -> None:
         self.check_writable()
         assert self.path is not None
-        try:
-            await asyncio.to_thread(change, self.path, arg)
+        try:  # the new content is marked before it replaces the file (change_log.py)
+            await asyncio.to_thread(change, self.path, arg, lambda text: self.mark(content_token(text)))
         except OSError as exc:
             logger.error("could not save a route change to %s: %s", self.path, exc.strerror)
             raise GatewayError(

@@ -15,7 +15,9 @@ The effective route set is always ``store.merge(base)``, where ``base`` is the c
 loaded; config, index, gateway keys and the body cap are swapped together in one synchronous step
 (readers on the event loop see the old set or the new one, never a mix), so they cannot disagree.
 A request keeps the entry it looked up, so requests and streams in flight finish on the route they
-started with. The diff of each swap is logged as one line.
+started with. The diff of each swap is logged as one line, saying who made the change (a gateway
+key's name, the file); under ``--workers N`` one process of the server logs it and the others apply
+it at ``debug`` level (``runtime/change_log.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from gateway_server.config import GatewayConfig, RouteConfig, parse_route
 from gateway_server.config.models import alias_clashes
 from gateway_server.errors import InvalidRequestError, RouteExistsError
 from gateway_server.registry import RouteEntry, RouteIndex, build_entry
+from gateway_server.runtime.change_log import ChangeLog
 from gateway_server.runtime.changes import RouteChanges, diff_routes
 from gateway_server.runtime.store import FileStore, RouteStore
 
@@ -43,7 +46,18 @@ logger = logging.getLogger("gateway_server.runtime")
 class RouteTable:
     """The effective config, its route index, gateway keys and body cap; swapped only here."""
 
-    __slots__ = ("auth", "base", "breakers", "config", "index", "lock", "max_request_bytes", "on_swap", "store")
+    __slots__ = (
+        "auth",
+        "base",
+        "breakers",
+        "changes",
+        "config",
+        "index",
+        "lock",
+        "max_request_bytes",
+        "on_swap",
+        "store",
+    )
 
     def __init__(
         self,
@@ -51,8 +65,12 @@ class RouteTable:
         store: RouteStore | None = None,
         *,
         breakers: BreakerBoard | None = None,
+        changes: ChangeLog | None = None,
     ) -> None:
         self.store: RouteStore = store if store is not None else FileStore(config.path)
+        # Which process of the server logs a change (one line per change under --workers N).
+        self.changes = changes if changes is not None else ChangeLog.from_env()
+        self.store.mark = self.changes.mark  # the store marks what it writes, before others see it
         # One breaker per upstream model, kept across every swap so a change keeps what it learnt.
         self.breakers = breakers if breakers is not None else BreakerBoard()
         self.lock = asyncio.Lock()  # one admin change at a time (per process)
@@ -74,18 +92,35 @@ class RouteTable:
 
     # -- the one swap ------------------------------------------------------------------------------
 
-    def apply(self, config: GatewayConfig, reason: str, *, quiet: bool = False) -> RouteChanges:
-        """Serve ``config`` (a validated config file) with the store's run-time changes over it."""
+    def apply(
+        self,
+        config: GatewayConfig,
+        reason: str,
+        *,
+        quiet: bool = False,
+        token: str | None = None,
+        changed_by: str = "file",
+    ) -> RouteChanges:
+        """Serve ``config`` (a validated config file) with the store's run-time changes over it.
+
+        ``token`` (``change_log.content_token`` of the file) tells whether the admin API wrote this
+        content, in which case the worker that made the change logged it already."""
         if config is not self.base:
             self.store.rebase(config)
             self.base = config
-        return self._swap(reason, quiet=quiet)
+        return self._swap(reason, changed_by, announce=self._announces(token), quiet=quiet)
 
-    def store_changed(self, reason: str) -> RouteChanges:
+    def store_changed(self, reason: str, token: str | None = None) -> RouteChanges:
         """The store's overlay moved by itself (another process changed the shared routes)."""
-        return self._swap(reason)
+        return self._swap(reason, "shared-state", announce=self._announces(token))
 
-    def _swap(self, reason: str, *, quiet: bool = False) -> RouteChanges:
+    def _announces(self, token: str | None) -> bool:
+        """Whether this process logs a change it did not make (at ``info``; else ``debug``)."""
+        return not self.changes.marked(token) and self.changes.owner()
+
+    def _swap(
+        self, reason: str, changed_by: str, *, announce: bool = True, quiet: bool = False
+    ) -> RouteChanges:
         config = self.store.merge(self.base)
         changes = diff_routes(self.config.routes, config.routes)
         index = RouteIndex(config.routes, self.breakers, previous=self.index)
@@ -97,14 +132,15 @@ class RouteTable:
         self.max_request_bytes = config.server.max_request_bytes
         for callback in self.on_swap:
             callback([entry.name for entry in index.list()])
-        level = logging.DEBUG if quiet and not changes else logging.INFO
-        logger.log(level, "%s: %s", reason, changes.summary())
+        level = logging.INFO if announce and (changes or not quiet) else logging.DEBUG
+        logger.log(level, "%s: %s", reason, changes.summary(), extra={"changed_by": changed_by})
         return changes
 
     # -- the admin use cases ---------------------------------------------------------------------
 
-    async def create(self, body: dict[str, Any]) -> RouteEntry:
-        """Validate ``body`` as a config file's route, keep it in the store, then serve it."""
+    async def create(self, body: dict[str, Any], *, key: str | None = None) -> RouteEntry:
+        """Validate ``body`` as a config file's route, keep it in the store, then serve it.
+        ``key``: the name of the gateway key that asked (None: a gateway without keys), logged."""
         self.store.check_writable()
         # ConfigError (400) listing every problem, in the file's words; the run-time rules of
         # trust.py: a key given inline or a credential of the file, and allowed upstream hosts.
@@ -114,18 +150,18 @@ class RouteTable:
                 raise RouteExistsError(route.name)
             _check_aliases(self.config.routes, route)
             await self.store.create(route, body, in_file=self._in_file(route.name))
-            self._swap(f"route '{route.name}' created ({self.store.where})")
+            self._swap(f"route '{route.name}' created ({self.store.where}) {_by(key)}", _changed_by(key))
         # Served now, unless the store could not be read back (Redis stopped answering): the
         # watcher will catch up; the caller still gets the route it created.
         return self.index.get(route.name) or build_entry(route, self.breakers)
 
-    async def delete(self, name: str, noun: str = "route") -> None:
-        """Remove ``name`` from the store, then stop serving it."""
+    async def delete(self, name: str, noun: str = "route", *, key: str | None = None) -> None:
+        """Remove ``name`` from the store, then stop serving it (``key``: as for :meth:`create`)."""
         self.store.check_writable()
         async with self.lock:
             served = self.index.get(name) is not None
             await self.store.delete(name, noun, in_file=self._in_file(name), served=served)
-            self._swap(f"{noun} '{name}' deleted ({self.store.where})")
+            self._swap(f"{noun} '{name}' deleted ({self.store.where}) {_by(key)}", _changed_by(key))
 
     def _in_file(self, name: str) -> bool:
         return any(route.name == name for route in self.base.routes)
@@ -135,8 +171,21 @@ class RouteTable:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """For the app's lifespan: the store loads what it holds and watches it."""
-        async with self.store.running(self.store_changed):
-            yield
+        try:
+            async with self.store.running(self.store_changed):
+                yield
+        finally:
+            self.changes.close()
+
+
+def _by(key: str | None) -> str:
+    """Who made an admin change, for its log line: the key's *name* (never the key)."""
+    return f"by key '{key}'" if key is not None else "by a caller without a key (the gateway has no auth: keys)"
+
+
+def _changed_by(key: str | None) -> str:
+    """The same, as the ``changed_by`` field of a JSON log line."""
+    return f"key:{key}" if key is not None else "no-key"
 
 
 def _check_aliases(routes: list[RouteConfig], route: RouteConfig) -> None:

@@ -1,5 +1,6 @@
 """``gatewayctl serve CONFIG --workers 2`` as a real process tree: SIGTERM drains every worker and
-refuses new connections, and a rewritten config file reaches both workers.
+refuses new connections, a rewritten config file reaches both workers, and each route change
+(admin API, file edit, rejected file) is one log line for the whole server, naming who made it.
 
 Which worker answered is read from /proc, not from anything the gateway exposes: the server side
 of a client's connection is found in ``/proc/net/tcp`` by its two ports, and the worker is the child
@@ -106,13 +107,18 @@ def _paused(pid: int) -> Iterator[None]:
         os.kill(pid, signal.SIGCONT)
 
 
-def _post(gateway: GatewayProcess, route: str, body: dict[str, object]) -> tuple[int, int]:
+def _post(
+    gateway: GatewayProcess, route: str, body: dict[str, object], headers: dict[str, str] | None = None
+) -> tuple[int, int]:
     """POST on a new connection; (the worker that answered, status). Keep-alive: the worker still
     holds the connection when it is looked up, then the connection is closed."""
     connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
     try:
         connection.request(
-            "POST", f"/gateway/{route}/invocations", json.dumps(body), {"content-type": "application/json"}
+            "POST",
+            f"/gateway/{route}/invocations",
+            json.dumps(body),
+            {"content-type": "application/json", **(headers or {})},
         )
         response = connection.getresponse()
         response.read()
@@ -284,4 +290,122 @@ def test_config_rewrite_reaches_both_workers(
     for _ in range(10):  # and then every new connection, whichever worker takes it
         assert _post(gateway, "added", CHAT)[1] == 200
     assert max(serving.values()) < 4, serving
-    assert gateway.output.count("reloaded: added: added") == 2, gateway.output
+    # Both workers reloaded; one line says so, for the whole server.
+    assert gateway.output.count("reloaded (changed in the file): added: added; 1 unchanged") == 1, gateway.output
+
+
+# ---------------------------------------------------------------- one line per change, saying who
+
+QUERY_KEY = "gw-query-secret-5c2e"
+ADMIN_KEY = "gw-admin-secret-81fa"
+ADDED = {"name": "added", "route_type": "llm/v1/chat", "model": {"provider": "fake", "name": "fake-chat"}}
+
+
+@pytest.fixture
+def debug_gateway(tmp_path: Path, fake_openai: FakeOpenAI) -> Iterator[tuple[GatewayProcess, Path]]:
+    """Two workers logging JSON at ``debug``: a worker that applies a change without logging it at
+    ``info`` still writes a ``debug`` line, so the test can wait until both workers applied it."""
+    config = tmp_path / "gateway.yaml"
+    keys = (
+        "auth:\n  keys:\n"
+        "    - {name: team-a, key: $E2E_QUERY_KEY, scopes: [query]}\n"
+        "    - {name: ops, key: $E2E_ADMIN_KEY, scopes: [query, admin]}\n"
+    )
+    config.write_text(keys + _config(fake_openai), encoding="utf-8")
+    with GatewayProcess(
+        config,
+        log_dir=tmp_path,
+        env={"E2E_QUERY_KEY": QUERY_KEY, "E2E_ADMIN_KEY": ADMIN_KEY},
+        args=["--workers", "2", "--log-level", "debug", "--log-format", "json"],
+    ) as gateway:
+        # /health answered by one worker; a change must reach two running workers to prove anything.
+        wait_until(
+            lambda: gateway.stderr.count("Application startup complete.") >= 2, 10, message="both workers"
+        )
+        yield gateway, config
+    assert "Traceback" not in gateway.output, gateway.output
+    assert QUERY_KEY not in gateway.output and ADMIN_KEY not in gateway.output
+
+
+def _lines(gateway: GatewayProcess, text: str) -> list[dict[str, object]]:
+    """The JSON log lines whose message contains ``text``."""
+    found = []
+    for line in gateway.stderr.splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            if text in str(record.get("message")):
+                found.append(record)
+    return found
+
+
+def _by_level(records: list[dict[str, object]]) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """(lines at info or above, lines at debug)."""
+    shown = [record for record in records if record["level"] != "DEBUG"]
+    return shown, [record for record in records if record["level"] == "DEBUG"]
+
+
+def _applied_by_both(gateway: GatewayProcess, text: str) -> list[dict[str, object]]:
+    """Wait until two workers wrote a line containing ``text`` (at any level); those lines."""
+    wait_until(
+        lambda: len({record["pid"] for record in _lines(gateway, text)}) >= 2,
+        8,
+        message=f"two workers applying {text!r}:\n{gateway.stderr[-4000:]}",
+    )
+    return _lines(gateway, text)
+
+
+def test_an_admin_change_is_one_line_naming_the_key(debug_gateway: tuple[GatewayProcess, Path]) -> None:
+    gateway, config = debug_gateway
+    admin = {"authorization": f"Bearer {ADMIN_KEY}", "content-type": "application/json"}
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+    try:
+        connection.request("POST", "/api/2.0/gateway/routes/", json.dumps(ADDED), admin)
+        response = connection.getresponse()
+        assert response.status == 200, response.read()
+        response.read()
+    finally:
+        connection.close()
+    records = _applied_by_both(gateway, "added: added")
+    # The worker that made the change saw its own write come back through its file watcher; wait
+    # for that too, so that every line this change will ever cause is in the log.
+    wait_until(lambda: len(_lines(gateway, " reloaded")) >= 2, 8, message="both reloads")
+    records = _lines(gateway, "added: added")
+    shown, quiet = _by_level(records)
+    assert len(shown) == 1, shown  # was 2: the other worker's "config ... reloaded: added: added"
+    line = shown[0]
+    assert line["level"] == "INFO" and line["changed_by"] == "key:ops", line
+    assert str(line["message"]).startswith(f"route 'added' created (saved to {config}) by key 'ops': ")
+    assert quiet and all(record["pid"] != line["pid"] for record in quiet), quiet  # the other worker
+    reloads, _ = _by_level(_lines(gateway, "reloaded"))
+    assert reloads == [], reloads  # no "config reloaded: no route changes" from the admin worker either
+
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+    try:
+        connection.request("DELETE", "/api/2.0/gateway/routes/added", headers=admin)
+        response = connection.getresponse()
+        assert response.status == 200, response.read()
+        response.read()
+    finally:
+        connection.close()
+    shown, _ = _by_level(_applied_by_both(gateway, "removed: added"))
+    assert len(shown) == 1, shown
+    assert " deleted (saved to " in str(shown[0]["message"]) and "by key 'ops'" in str(shown[0]["message"])
+    assert shown[0]["changed_by"] == "key:ops"
+
+
+def test_a_file_edit_and_a_rejected_file_are_one_line_each(
+    debug_gateway: tuple[GatewayProcess, Path], fake_openai: FakeOpenAI
+) -> None:
+    gateway, config = debug_gateway
+    keys = config.read_text(encoding="utf-8").split("routes:")[0]
+    config.write_text(keys + _config(fake_openai, with_added_route=True), encoding="utf-8")
+    shown, quiet = _by_level(_applied_by_both(gateway, "added: added"))
+    assert len(shown) == 1 and len(quiet) == 1, (shown, quiet)  # was 2 at info
+    assert shown[0]["changed_by"] == "file"
+    assert str(shown[0]["message"]).startswith(f"config {config} reloaded (changed in the file): added: added")
+
+    config.write_text("routes: [this is not a route]\n", encoding="utf-8")
+    shown, quiet = _by_level(_applied_by_both(gateway, "not reloaded"))
+    assert [record["level"] for record in shown] == ["ERROR"] and len(quiet) == 1, (shown, quiet)
+    # The routes in hand keep serving on both workers.
+    assert _post(gateway, "added", CHAT, {"authorization": f"Bearer {QUERY_KEY}"})[1] == 200

@@ -57,12 +57,16 @@ def test_each_change_is_one_log_line_and_unchanged_entries_are_kept(
     table = RouteTable(load_config(tmp_config(CONFIG)))
     before = table.get("a")
     caplog.set_level(logging.INFO, logger="gateway_server.runtime")
-    asyncio.run(table.create(_route("b")))
+    asyncio.run(table.create(_route("b"), key="ops"))
     asyncio.run(table.delete("b"))
     lines = [record.getMessage() for record in caplog.records]
     assert len(lines) == 2
-    assert lines[0].startswith("route 'b' created (saved to ") and lines[0].endswith(": added: b; 1 unchanged")
-    assert lines[1].endswith(": removed: b; 1 unchanged")
+    assert lines[0].startswith("route 'b' created (saved to ") and lines[0].endswith(
+        " by key 'ops': added: b; 1 unchanged"
+    )
+    assert lines[1].endswith(" by a caller without a key (the gateway has no auth: keys): removed: b; 1 unchanged")
+    # Who made the change, by key *name*, as a field of JSON lines too.
+    assert [getattr(record, "changed_by", None) for record in caplog.records] == ["key:ops", "no-key"]
     assert table.get("a") is before  # the untouched route's adapters were not rebuilt
 
 
