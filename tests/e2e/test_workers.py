@@ -291,7 +291,9 @@ def test_config_rewrite_reaches_both_workers(
         assert _post(gateway, "added", CHAT)[1] == 200
     assert max(serving.values()) < 4, serving
     # Both workers reloaded; one line says so, for the whole server.
-    assert gateway.output.count("reloaded (changed in the file): added: added; 1 unchanged") == 1, gateway.output
+    assert gateway.output.count("reloaded (changed in the file): added: added; 1 unchanged") == 1, (
+        gateway.output
+    )
 
 
 # ---------------------------------------------------------------- one line per change, saying who
@@ -402,7 +404,9 @@ def test_a_file_edit_and_a_rejected_file_are_one_line_each(
     shown, quiet = _by_level(_applied_by_both(gateway, "added: added"))
     assert len(shown) == 1 and len(quiet) == 1, (shown, quiet)  # was 2 at info
     assert shown[0]["changed_by"] == "file"
-    assert str(shown[0]["message"]).startswith(f"config {config} reloaded (changed in the file): added: added")
+    assert str(shown[0]["message"]).startswith(
+        f"config {config} reloaded (changed in the file): added: added"
+    )
 
     config.write_text("routes: [this is not a route]\n", encoding="utf-8")
     shown, quiet = _by_level(_applied_by_both(gateway, "not reloaded"))

@@ -64,7 +64,9 @@ def test_each_change_is_one_log_line_and_unchanged_entries_are_kept(
     assert lines[0].startswith("route 'b' created (saved to ") and lines[0].endswith(
         " by key 'ops': added: b; 1 unchanged"
     )
-    assert lines[1].endswith(" by a caller without a key (the gateway has no auth: keys): removed: b; 1 unchanged")
+    assert lines[1].endswith(
+        " by a caller without a key (the gateway has no auth: keys): removed: b; 1 unchanged"
+    )
     # Who made the change, by key *name*, as a field of JSON lines too.
     assert [getattr(record, "changed_by", None) for record in caplog.records] == ["key:ops", "no-key"]
     assert table.get("a") is before  # the untouched route's adapters were not rebuilt
