@@ -30,6 +30,7 @@ from gateway_server.auth import ALLOW_UNAUTHENTICATED_ADMIN_ENV, QUERY
 from gateway_server.config import GatewayConfig, load_config
 from gateway_server.errors import GatewayError
 from gateway_server.logs import AccessLog
+from gateway_server.observability import REQUEST_ID_HEADER, REQUEST_ID_SCOPE, request_id_of
 from gateway_server.reload import RELOAD_INTERVAL, watch_config
 from gateway_server.tracing import build_tracer, tracing_configured
 from gateway_server.upstream.clients import Upstreams
@@ -86,17 +87,24 @@ class GatewayApp:
                 else:  # GET/DELETE /v1/responses/{id}
                     await handle_resource(self.state, invocation, scope, send)
                 return
+            # Every other path answers with an X-Request-Id too (the invocation handlers set their
+            # own, so the hot path pays nothing for this): in the header, and in error bodies.
+            request_id = request_id_of(scope["headers"])
+            id_header = (REQUEST_ID_HEADER, request_id.encode())
             if scope["method"] in ("GET", "HEAD"):
                 if path == paths.HEALTH:
-                    await send({"type": "http.response.start", "status": 200, "headers": _HEALTH_HEADERS})
+                    headers = [*_HEALTH_HEADERS, id_header]
+                    await send({"type": "http.response.start", "status": 200, "headers": headers})
                     await send({"type": "http.response.body", "body": _HEALTH_BODY})
                     return
                 if path == paths.METRICS:
-                    await _send_metrics(self.state, send)
+                    await _send_metrics(self.state, send, id_header)
                     return
                 if path == paths.STATS:
-                    await _send_stats(self.state, scope, send)
+                    await _send_stats(self.state, scope, send, id_header)
                     return
+            scope[REQUEST_ID_SCOPE] = request_id  # for the error bodies of guard() and FastAPI
+            send = _with_header(send, id_header)
             guarded = await guard(self.state, scope, receive, send)  # key and body cap before FastAPI
             if guarded is None:
                 return
@@ -225,24 +233,38 @@ def _freeze_heap(_: object = None) -> None:
     gc.freeze()
 
 
-async def _send_metrics(state: GatewayState, send: Any) -> None:
+def _with_header(send: Any, header: tuple[bytes, bytes]) -> Any:
+    """``send`` with ``header`` added to the response head (a pure ASGI wrapper for the paths
+    FastAPI answers)."""
+
+    async def sending(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), header]}
+        await send(message)
+
+    return sending
+
+
+async def _send_metrics(state: GatewayState, send: Any, id_header: tuple[bytes, bytes]) -> None:
     body = state.metrics.render(entry.name for entry in state.registry.list()).encode()
-    headers = [(b"content-type", _METRICS_TYPE), (b"content-length", str(len(body)).encode())]
+    headers = [(b"content-type", _METRICS_TYPE), (b"content-length", str(len(body)).encode()), id_header]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-async def _send_stats(state: GatewayState, scope: dict[str, Any], send: Any) -> None:
+async def _send_stats(
+    state: GatewayState, scope: dict[str, Any], send: Any, id_header: tuple[bytes, bytes]
+) -> None:
     """``gatewayctl top``'s snapshot (stats.py), for a caller with the ``query`` scope."""
     from gateway_server.stats import snapshot
 
-    headers = [(b"content-type", b"application/json")]
+    headers = [(b"content-type", b"application/json"), id_header]
     try:
         state.auth.authorize(scope["headers"], QUERY)
         status = 200
         body = orjson.dumps(snapshot(state.metrics, [entry.name for entry in state.registry.list()]))
     except GatewayError as exc:
-        status, body = exc.status_code, error_body(exc)
+        status, body = exc.status_code, error_body(exc, id_header[1].decode())
         headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers().items()]
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -29,6 +29,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from gateway_server.errors import GatewayError, InvalidRequestError
+from gateway_server.observability import REQUEST_ID_HEADER, request_id_of
 from gateway_server.server_limits import DISCONNECT_HOOK, ServerLimits
 
 __all__ = ["CoalescingHttpToolsProtocol"]
@@ -91,9 +92,13 @@ class _HeadTooLarge(Exception):
 
 
 def _error_response(error: GatewayError) -> bytes:
-    """A whole closing HTTP response carrying ``error``'s envelope (written without the ASGI app)."""
-    body = orjson.dumps(error.to_payload())
-    head = [STATUS_LINE[error.status_code]]
+    """A whole closing HTTP response carrying ``error``'s envelope (written without the ASGI app),
+    with a fresh request id (no request was read whole, so there is no caller's id to repeat)."""
+    request_id = request_id_of([])
+    payload = error.to_payload()
+    payload["error"]["request_id"] = request_id
+    body = orjson.dumps(payload)
+    head = [STATUS_LINE[error.status_code], b"x-request-id: %s\r\n" % request_id.encode()]
     for name, value in error.headers().items():
         head.append(f"{name.lower()}: {value}\r\n".encode("latin-1"))
     head.append(
@@ -106,12 +111,16 @@ async def _overloaded(scope: Any, receive: Any, send: Any) -> None:
     """The ASGI answer to a request beyond the concurrency cap (uvicorn's own is plain text)."""
     error = GatewayError("The gateway is at its concurrency limit; retry shortly.", status_code=503)
     error.retry_after = 1
-    body = orjson.dumps(error.to_payload())
+    request_id = request_id_of(scope["headers"])
+    payload = error.to_payload()
+    payload["error"]["request_id"] = request_id
+    body = orjson.dumps(payload)
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"retry-after", b"1"),
         (b"connection", b"close"),
+        (REQUEST_ID_HEADER, request_id.encode()),
     ]
     await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from gateway_server.api.envelope import internal_error
 from gateway_server.api.streaming import MODEL_HEADER, SSE_HEADERS
 from gateway_server.errors import GatewayError
+from gateway_server.observability import CURRENT, REQUEST_ID_HEADER
 from gateway_server.registry import RouteEntry
 from gateway_server.reliability import Target
 from gateway_server.usage import StreamUsage, Usage
@@ -107,8 +108,13 @@ class Counted:
 
 
 async def charge(call: AgentCall, served: Target, used: Usage) -> None:
-    """Record what the answer used and settle the admission ticket on it (governor.py), as the
-    dispatcher does for the OpenAI-shaped paths."""
+    """Record what the answer used (the invocation's observability record: token counters and the
+    access line) and settle the admission ticket on it (governor.py), as the dispatcher does for
+    the OpenAI-shaped paths."""
+    record = CURRENT.get()
+    if record is not None:
+        record.served = served
+        record.usage = used
     governor = call.state.governor
     if governor is not None:
         key_name, ticket = call.account
@@ -160,18 +166,18 @@ async def send_stream(
     """Send the response head, then every batch through ``translator`` until the stream ends;
     then charge ``used()`` (finished, failed or abandoned: what went out is charged)."""
     send = call.send
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                *SSE_HEADERS,
-                *call.extra_headers,
-                (MODEL_HEADER, served.header),
-                (b"x-gateway-overhead-ms", f"{overhead * 1000:.3f}".encode()),
-            ],
-        }
-    )
+    headers = [
+        *SSE_HEADERS,
+        *call.extra_headers,
+        (MODEL_HEADER, served.header),
+        (b"x-gateway-overhead-ms", f"{overhead * 1000:.3f}".encode()),
+    ]
+    record = CURRENT.get()
+    if record is not None:  # the first event is ready: time to first token, as api/streaming.py
+        record.served = served
+        record.first_chunk = perf_counter() - call.started
+        headers.append((REQUEST_ID_HEADER, record.request_id.encode()))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     live = _Liveness(call, translator.ping(), PING_INTERVAL)
     try:
         batch = first

@@ -20,6 +20,7 @@ import orjson
 from gateway_server.api import paths
 from gateway_server.auth import ADMIN
 from gateway_server.errors import GatewayError, InvalidRequestError, PayloadTooLargeError
+from gateway_server.observability import REQUEST_ID_SCOPE
 
 __all__ = ["MAX_JSON_DEPTH", "ClientGone", "check_depth", "guard", "read_body", "send_error"]
 
@@ -120,8 +121,13 @@ def check_depth(body: bytes, payload: Any) -> None:
     )
 
 
-async def send_error(send: Any, error: GatewayError, *, close: bool = False) -> None:
-    body = orjson.dumps(error.to_payload())
+async def send_error(
+    send: Any, error: GatewayError, *, close: bool = False, request_id: str | None = None
+) -> None:
+    payload = error.to_payload()
+    if request_id is not None:
+        payload["error"]["request_id"] = request_id
+    body = orjson.dumps(payload)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.lower().encode(), v.encode()) for k, v in error.headers().items()]
     if close:
@@ -156,7 +162,7 @@ async def guard(state: Any, scope: dict[str, Any], receive: Receive, send: Any) 
     except ClientGone:
         return None
     except GatewayError as error:
-        await send_error(send, error, close=_has_body(headers))
+        await send_error(send, error, close=_has_body(headers), request_id=scope.get(REQUEST_ID_SCOPE))
         return None
     replayed = False
 

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway_server.api.envelope import error_body, internal_error
 from gateway_server.errors import ClientRequestError, GatewayError, InvalidRequestError
+from gateway_server.observability import REQUEST_ID_SCOPE
 
 __all__ = ["install_error_handlers"]
 
@@ -22,8 +23,10 @@ logger = logging.getLogger("gateway_server")
 JSON = "application/json"
 
 
-def _render(exc: GatewayError) -> Response:
-    return Response(error_body(exc), status_code=exc.status_code, media_type=JSON, headers=exc.headers())
+def _render(exc: GatewayError, request: Request) -> Response:
+    """The envelope, with ``error.request_id`` (the app puts the request's id in its scope)."""
+    body = error_body(exc, request.scope.get(REQUEST_ID_SCOPE))
+    return Response(body, status_code=exc.status_code, media_type=JSON, headers=exc.headers())
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -37,11 +40,11 @@ def _validation_message(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def _gateway_error(request: Request, exc: GatewayError) -> Response:
-        return _render(exc)
+        return _render(exc, request)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return _render(InvalidRequestError(_validation_message(exc), status_code=422))
+        return _render(InvalidRequestError(_validation_message(exc), status_code=422), request)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -51,7 +54,7 @@ def install_error_handlers(app: FastAPI) -> None:
         elif exc.status_code == 405:
             message = f"Method {request.method} is not allowed on {request.url.path}."
         error = ClientRequestError(message, status_code=exc.status_code)
-        response = _render(error)
+        response = _render(error, request)
         for key, value in (exc.headers or {}).items():
             response.headers[key] = value
         return response
@@ -59,4 +62,4 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _render(internal_error())
+        return _render(internal_error(), request)

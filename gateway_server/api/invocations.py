@@ -70,7 +70,7 @@ class Invocation:
     v1_type: RouteType | None = None
     protocol: Any = None  # an agent protocol (api/agent_*.py): its own shapes, errors and streams
     resource: str | None = None  # GET/DELETE /v1/responses/{id}: a stored object, no route
-    render: Any = error_body  # GatewayError -> the error body (an agent protocol has its own shape)
+    render: Any = error_body  # (GatewayError, request id) -> body; an agent protocol has its own
 
 
 _V1 = {
@@ -275,7 +275,7 @@ async def handle_invocation(  # noqa: C901 - one flat function per request is th
     except GatewayError as exc:
         error = exc
         await _release(governor, ticket)  # refused or failed after admission: release the reservation
-        status, body = exc.status_code, render(exc) if protocol is not None else error_body(exc, record.request_id)
+        status, body = exc.status_code, render(exc, record.request_id)
         headers = _error_headers(exc, headers)
     except ClientGone:  # hung up before the answer: nobody to answer
         await _release(governor, ticket)
@@ -291,7 +291,7 @@ async def handle_invocation(  # noqa: C901 - one flat function per request is th
         logger.exception("unhandled error while serving %s (request %s)", scope.get("path"), record.request_id)
         await _release(governor, ticket)
         internal = internal_error()
-        status, body = internal.status_code, render(internal) if protocol is not None else error_body(internal, record.request_id)
+        status, body = internal.status_code, render(internal, record.request_id)
     elapsed = perf_counter() - started
     overhead_ms = (elapsed - upstream_seconds) * 1000
     await send(
@@ -337,7 +337,8 @@ async def handle_resource(state: Any, invocation: Invocation, scope: dict[str, A
     """``GET``/``DELETE`` of a stored agent-protocol object (``/v1/responses/{id}``): the query key,
     the protocol's error shape, no route, rate limit or upstream."""
     protocol = invocation.protocol
-    headers = JSON_HEADERS
+    request_id = request_id_of(scope["headers"])
+    headers = [*JSON_HEADERS, (REQUEST_ID_HEADER, request_id.encode())]
     try:
         if scope["method"] not in ("GET", "DELETE"):
             raise MethodNotAllowedError(
@@ -346,14 +347,14 @@ async def handle_resource(state: Any, invocation: Invocation, scope: dict[str, A
         state.auth.authorize(scope["headers"], QUERY)
         status, body = 200, await protocol.resource(state, scope["method"], invocation.resource)
     except GatewayError as exc:
-        status, body = exc.status_code, protocol.error_body(exc)
+        status, body = exc.status_code, protocol.error_body(exc, request_id)
         extra = exc.headers()
         if extra:
             headers = headers + [(k.lower().encode(), v.encode()) for k, v in extra.items()]
     except Exception:  # the process edge
-        logger.exception("unhandled error while serving %s", scope.get("path"))
+        logger.exception("unhandled error while serving %s (request %s)", scope.get("path"), request_id)
         error = internal_error()
-        status, body = error.status_code, protocol.error_body(error)
+        status, body = error.status_code, protocol.error_body(error, request_id)
     await send(
         {
             "type": "http.response.start",

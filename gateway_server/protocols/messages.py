@@ -84,11 +84,17 @@ def error_type(status: int) -> str:
     return "api_error" if status >= 500 else "invalid_request_error"
 
 
-def error_body(exc: GatewayError) -> bytes:
-    """``{"type": "error", "error": {"type", "message"}}``: what Anthropic's SDKs parse."""
-    return orjson.dumps(
-        {"type": "error", "error": {"type": error_type(exc.status_code), "message": exc.message}}
-    )
+def error_body(exc: GatewayError, request_id: str | None = None) -> bytes:
+    """``{"type": "error", "error": {"type", "message"}, "request_id"}``: what Anthropic's SDKs
+    parse. ``request_id`` (the exchange's ``X-Request-Id``) is where Anthropic puts its own: at the
+    top level, beside ``error``."""
+    body: dict[str, Any] = {
+        "type": "error",
+        "error": {"type": error_type(exc.status_code), "message": exc.message},
+    }
+    if request_id is not None:
+        body["request_id"] = request_id
+    return orjson.dumps(body)
 
 
 # ---------------------------------------------------------------- request

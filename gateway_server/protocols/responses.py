@@ -69,9 +69,14 @@ def error_payload(exc: GatewayError) -> dict[str, Any]:
     }
 
 
-def error_body(exc: GatewayError) -> bytes:
-    """OpenAI's error envelope, ``{"error": {"message", "type", "code", "param"}}``."""
-    return orjson.dumps({"error": error_payload(exc)})
+def error_body(exc: GatewayError, request_id: str | None = None) -> bytes:
+    """OpenAI's error envelope, ``{"error": {"message", "type", "code", "param"}}``; with
+    ``request_id`` (the exchange's ``X-Request-Id``) also ``error.request_id``, where the gateway's
+    own envelope has it (OpenAI's SDKs keep unknown fields of ``error``)."""
+    payload = error_payload(exc)
+    if request_id is not None:
+        payload["request_id"] = request_id
+    return orjson.dumps({"error": payload})
 
 
 # ---------------------------------------------------------------- request

@@ -61,6 +61,7 @@ def test_x_api_key_is_a_gateway_key(client: httpx.Client) -> None:
     assert denied.json() == {
         "type": "error",
         "error": {"type": "authentication_error", "message": denied.json()["error"]["message"]},
+        "request_id": denied.headers["x-request-id"],  # where Anthropic's own errors have theirs
     }
     assert "nope" not in denied.text
 
