@@ -86,9 +86,12 @@ def _closed(sock: socket.socket) -> bool:
         return False
 
 
-def _envelope(body: bytes) -> dict:
+def _envelope(body: bytes, headers: dict[str, str] | None = None) -> dict:
+    """The error envelope; with ``headers``, also its request id, the same in the body and header."""
     payload = orjson.loads(body)
     assert set(payload) == {"error", "detail"} and payload["error"]["message"]
+    if headers is not None:
+        assert payload["error"]["request_id"] == headers["x-request-id"], (headers, payload)
     return payload
 
 
@@ -102,7 +105,7 @@ def test_route_creation_without_a_key_is_refused_before_the_body(gateway: Gatewa
         )
         status, headers, body = _answer(sock)
         assert status == 401 and headers["connection"] == "close"
-        assert "API key" in _envelope(body)["detail"]
+        assert "API key" in _envelope(body, headers)["detail"]
 
 
 def test_a_declared_body_over_the_cap_is_413_at_once_on_every_path(gateway: GatewayProcess) -> None:
@@ -114,7 +117,7 @@ def test_a_declared_body_over_the_cap_is_413_at_once_on_every_path(gateway: Gate
             )
             status, headers, body = _answer(sock)
             assert status == 413, path
-            assert str(MAX_BODY) in _envelope(body)["detail"]
+            assert str(MAX_BODY) in _envelope(body, headers)["detail"]
             assert headers["connection"] == "close"
 
 
@@ -146,7 +149,7 @@ def test_a_huge_header_is_431_and_closes(gateway: GatewayProcess) -> None:
             pass
         status, headers, body = _answer(sock)
         assert status == 431 and headers["connection"] == "close"
-        assert "8192 bytes" in _envelope(body)["detail"]
+        assert "8192 bytes" in _envelope(body, headers)["detail"]  # no request read: a fresh id
 
 
 def test_too_many_headers_is_431(gateway: GatewayProcess) -> None:
