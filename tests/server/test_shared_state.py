@@ -5,6 +5,7 @@ Redis not answering (clear errors, no password, no hang). Several processes: tes
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -219,3 +220,46 @@ def test_deleting_a_file_route_leaves_a_tombstone(shared_app: httpx.Client, redi
     assert shared_app.post(ROUTES, json=recreated).status_code == 200
     assert store.smembers("gatewayctl:routes:deleted") == set()
     assert shared_app.post("/gateway/chat/invocations", json=CHAT).status_code == 200
+
+
+def test_a_shared_route_change_is_one_line_per_server(
+    redis_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two workers of one server (one server directory) and a worker of another server share Redis:
+    the worker that made the change logs it naming the key; its sibling applies it at debug; the
+    other server's owner logs it once, as made elsewhere."""
+    from gateway_server.runtime import RouteTable
+    from gateway_server.runtime.change_log import ChangeLog
+    from gateway_server.runtime.redis_store import RedisStore
+
+    path = tmp_path / "gateway.yaml"
+    path.write_text(_config(redis_url), encoding="utf-8")
+    config = load_config(path)
+    server_a, server_b = tmp_path / "a", tmp_path / "b"
+    server_a.mkdir()
+    server_b.mkdir()
+    body = {"name": "gpt", "route_type": "llm/v1/chat", "model": {"name": "x", "provider": "fake"}}
+
+    async def scenario() -> None:
+        tables = [
+            RouteTable(
+                config, RedisStore(SharedState(redis_url, poll_interval=0.05)), changes=ChangeLog(str(d))
+            )
+            for d in (server_a, server_a, server_b)
+        ]
+        async with tables[0].running(), tables[1].running(), tables[2].running():
+            caplog.set_level(logging.DEBUG, logger="gateway_server.runtime")
+            caplog.clear()
+            await tables[0].create(body, key="ops")
+            deadline = time.monotonic() + 5
+            while not all(table.get("gpt") for table in tables):
+                assert time.monotonic() < deadline, "the change did not reach every table"
+                await asyncio.sleep(0.02)
+
+    asyncio.run(scenario())
+    lines = [record for record in caplog.records if "added: gpt" in record.getMessage()]
+    shown = [record.getMessage() for record in lines if record.levelno >= logging.INFO]
+    assert len(lines) == 3, [record.getMessage() for record in lines]
+    assert len(shown) == 2, shown  # was 3: every table logged it
+    assert shown[0].startswith("route 'gpt' created (shared state) by key 'ops': added: gpt")
+    assert "(changed through another server): added: gpt" in shown[1]
