@@ -218,9 +218,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         error, self._head_error = self._head_error, None
-        if error is None:  # a malformed request: uvicorn's own answer
-            super().send_400_response(msg)
-            return
+        if error is None:  # a malformed request: the envelope too (uvicorn's own answer is plain text)
+            error = InvalidRequestError(msg or "Invalid HTTP request received.")
         self._cancel_deadline()
         self.transport.write(_error_response(error))
         self.transport.close()

@@ -152,6 +152,14 @@ def test_a_huge_header_is_431_and_closes(gateway: GatewayProcess) -> None:
         assert "8192 bytes" in _envelope(body, headers)["detail"]  # no request read: a fresh id
 
 
+def test_a_malformed_request_is_400_in_the_envelope_with_a_request_id(gateway: GatewayProcess) -> None:
+    with _connect(gateway) as sock:
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        status, headers, body = _answer(sock)
+        assert status == 400 and headers["connection"] == "close"
+        assert "Invalid HTTP request" in _envelope(body, headers)["detail"]
+
+
 def test_too_many_headers_is_431(gateway: GatewayProcess) -> None:
     with _connect(gateway) as sock:
         lines = "".join(f"X-H{index}: v\r\n" for index in range(40))
