@@ -23,14 +23,14 @@ import orjson
 
 from gateway_server.api import paths
 from gateway_server.api.body_guard import guard
-from gateway_server.api.envelope import error_body
+from gateway_server.api.envelope import REQUEST_ID_SCOPE, error_body
 from gateway_server.api.invocations import handle_invocation, handle_resource, match_invocation
 from gateway_server.app_state import GatewayState
 from gateway_server.auth import ALLOW_UNAUTHENTICATED_ADMIN_ENV, QUERY
 from gateway_server.config import GatewayConfig, load_config
 from gateway_server.errors import GatewayError
 from gateway_server.logs import AccessLog
-from gateway_server.observability import REQUEST_ID_HEADER, REQUEST_ID_SCOPE, request_id_of
+from gateway_server.observability import REQUEST_ID_HEADER, request_id_of
 from gateway_server.reload import RELOAD_INTERVAL, watch_config
 from gateway_server.tracing import build_tracer, tracing_configured
 from gateway_server.upstream.clients import Upstreams

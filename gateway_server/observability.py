@@ -40,18 +40,9 @@ if TYPE_CHECKING:
 # reliability reports attempts here, so importing it back would knot the import graph.
 Target = Any
 
-__all__ = [
-    "CURRENT",
-    "NO_RECORD",
-    "REQUEST_ID_HEADER",
-    "REQUEST_ID_SCOPE",
-    "Record",
-    "error_reason",
-    "request_id_of",
-]
+__all__ = ["CURRENT", "NO_RECORD", "REQUEST_ID_HEADER", "Record", "error_reason", "request_id_of"]
 
 REQUEST_ID_HEADER = b"x-request-id"
-REQUEST_ID_SCOPE = "gatewayctl.request_id"  # the ASGI scope key of a non-invocation request's id
 _SAFE_ID = re.compile(rb"[A-Za-z0-9\-_.:/+=@]{1,128}")
 CURRENT: ContextVar[Record | None] = ContextVar("gatewayctl_invocation", default=None)
 

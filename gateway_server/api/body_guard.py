@@ -18,9 +18,9 @@ from typing import Any
 import orjson
 
 from gateway_server.api import paths
+from gateway_server.api.envelope import REQUEST_ID_SCOPE
 from gateway_server.auth import ADMIN
 from gateway_server.errors import GatewayError, InvalidRequestError, PayloadTooLargeError
-from gateway_server.observability import REQUEST_ID_SCOPE
 
 __all__ = ["MAX_JSON_DEPTH", "ClientGone", "check_depth", "guard", "read_body", "send_error"]
 

@@ -9,7 +9,11 @@ import orjson
 
 from gateway_server.errors import GatewayError
 
-__all__ = ["error_body", "internal_error"]
+__all__ = ["REQUEST_ID_SCOPE", "error_body", "internal_error"]
+
+# The ASGI scope key where the app puts the request id of a request it hands to guard() or FastAPI
+# (the invocation handlers hold theirs in the observability record), for their error bodies.
+REQUEST_ID_SCOPE = "gatewayctl.request_id"
 
 
 def error_body(exc: GatewayError, request_id: str | None = None) -> bytes:

@@ -12,9 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway_server.api.envelope import error_body, internal_error
+from gateway_server.api.envelope import REQUEST_ID_SCOPE, error_body, internal_error
 from gateway_server.errors import ClientRequestError, GatewayError, InvalidRequestError
-from gateway_server.observability import REQUEST_ID_SCOPE
 
 __all__ = ["install_error_handlers"]
 
