@@ -91,11 +91,21 @@ class TokenLimit:
         )
 
     def header_pairs(self, used: float, reset_after: float) -> list[tuple[bytes, bytes]]:
-        """:meth:`headers` as ASGI pairs (the hot path's form)."""
+        """:meth:`headers` as ASGI pairs (the hot path's form; a whole-second reset's text is
+        made once and kept)."""
+        if reset_after >= 1:
+            whole = math.ceil(reset_after)
+            reset = _RESET_TEXT.get(whole)
+            if reset is None:
+                if len(_RESET_TEXT) >= 4096:
+                    _RESET_TEXT.clear()
+                reset = _RESET_TEXT[whole] = duration_text(whole).encode()
+        else:
+            reset = duration_text(reset_after).encode()
         return [
             self.limit_pair,
             (b"x-ratelimit-remaining-tokens", b"%d" % max(0, self.tokens - math.ceil(used))),
-            (b"x-ratelimit-reset-tokens", duration_text(reset_after).encode()),
+            (b"x-ratelimit-reset-tokens", reset),
         ]
 
     def headers(self, used: float, reset_after: float) -> dict[str, str]:
@@ -105,6 +115,9 @@ class TokenLimit:
             "X-RateLimit-Remaining-Tokens": str(max(0, self.tokens - math.ceil(used))),
             "X-RateLimit-Reset-Tokens": duration_text(reset_after),
         }
+
+
+_RESET_TEXT: dict[int, bytes] = {}  # whole seconds -> duration_text, as bytes
 
 
 def token_figures(previous: int, current: int, limit: int, into: float, period: int) -> tuple[float, float]:

@@ -22,11 +22,11 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from gateway_server.errors import RateLimitError, SharedStateUnavailableError
+from gateway_server.errors import GatewayError, RateLimitError, SharedStateUnavailableError
 from gateway_server.governance import Budget, TokenLimit, budget_period, full_reset, nano_cost, token_figures
-from gateway_server.limits import RouteLimit, limit_key
+from gateway_server.limits import Decision, RouteLimit, limit_key
 from gateway_server.routes import RouteType
 from gateway_server.usage import Price, Usage, completion_reserve, estimate_prompt_tokens
 from gateway_server.usage_store import BudgetCheck, WindowCheck
@@ -89,18 +89,56 @@ class Ticket:
         self.headers: list[tuple[bytes, bytes]] = []
 
 
+class _Plan(NamedTuple):
+    """What admission checks for one route and key (:meth:`Governor._plan`)."""
+
+    entry: RouteEntry
+    rules: KeyRules | None
+    calls: tuple[tuple[RouteLimit, str | None], ...]  # (limit, who it counts; None: per client)
+    tokens: tuple[tuple[TokenLimit, str | None], ...]  # (limit, its counter; None: per client)
+    budget: Budget | None
+
+
+_MAX_PLANS = 4096
+
+
+def _fixed_who(kind: str, key_name: str | None) -> str | None:
+    """What a limit of ``kind`` counts under when the config alone says it (the whole route, or a
+    named gateway key); None when it depends on the request (the client's address, or the bearer
+    token of a gateway without keys): then :func:`limit_key` is asked per request."""
+    if kind == "client_ip" or (kind == "api_key" and not key_name):
+        return None
+    return limit_key(kind, {}, key_name)
+
+
 class Governor:
     """Applies limits and budgets through a store; records usage (see the module docstring)."""
 
-    __slots__ = ("_auth", "_periods", "_priming", "clock", "keys", "limiter", "store")
+    __slots__ = (
+        "_auth",
+        "_local",
+        "_memory",
+        "_periods",
+        "_plans",
+        "_priming",
+        "clock",
+        "keys",
+        "limiter",
+        "store",
+    )
 
     def __init__(self, store: Any, limiter: RateLimiter, auth: AuthConfig | None = None) -> None:
         self.store = store
         self.limiter = limiter
+        # In-process counters are read and written without a coroutine per call (a coroutine is
+        # the largest single cost of admission here); a shared store (Redis) is awaited.
+        self._memory = limiter.memory
+        self._local = not store.shared
         self._auth = auth
         self.keys = key_rules(auth)
         self.clock = time.time
         self._periods: dict[str, tuple[str, float, float]] = {}  # day|month -> (id, start, end)
+        self._plans: dict[tuple[str, str | None], _Plan] = {}  # (route, key name) -> what to check
         # Keys whose budget has not yet been seeded with the spend already recorded in its period
         # (every budget at start-up; one a reload adds or changes): key name -> the seeding, once begun.
         self._priming: dict[str, asyncio.Task[None] | None] = {
@@ -133,6 +171,7 @@ class Governor:
         before = self.keys
         self._auth = auth
         self.keys = key_rules(auth)
+        self._plans = {}
         for name, rules in self.keys.items():
             budget = rules.budget
             if budget is None:
@@ -180,21 +219,35 @@ class Governor:
     ) -> Ticket:
         """Check and reserve; raise the 429 (or 503) that refuses the request."""
         ticket = Ticket()
-        rules = self.keys.get(key_name) if key_name is not None else None
-        await self._calls(entry, rules, key_name, scope, ticket)
-        limits: list[tuple[TokenLimit, str]] = [
-            (limit, limit_key(limit.key, scope, key_name)) for limit in entry.token_limits
-        ]
-        if rules is not None:
-            limits += [(limit, "*") for limit in rules.token_limits]
-        budget = rules.budget if rules is not None else None
+        plan = self._plans.get((entry.name, key_name))
+        if plan is None or plan.entry is not entry:
+            plan = self._plan(entry, key_name)
+        memory = self._memory
+        tightest = None  # the call limit with the fewest calls left names the X-RateLimit-* headers
+        for call, who in plan.calls:
+            if who is None:  # counted per client address: known per request only
+                who = limit_key(call.key, scope, key_name)
+            decision = memory.hit(call, who) if memory is not None else await self.limiter.hit(call, who)
+            if not decision.allowed:
+                raise _refused(decision, plan.rules)
+            if tightest is None or decision.remaining < tightest.remaining:
+                tightest = decision
+        if tightest is not None:
+            ticket.headers = tightest.headers()
+        limits = plan.tokens
+        budget = plan.budget
         if not limits and budget is None:
             return ticket
         prompt = estimate_prompt_tokens(payload)
         estimate = prompt + completion_reserve(payload, entry.route_type is EMBEDDINGS)
         windows = [
-            WindowCheck(limit.counter(who), limit.tokens, limit.period_seconds, estimate)
-            for limit, who in limits
+            WindowCheck(
+                counter or limit.counter(limit_key(limit.key, scope, key_name)),
+                limit.tokens,
+                limit.period_seconds,
+                estimate,
+            )
+            for limit, counter in limits
         ]
         budgets = []
         now = self.clock()
@@ -208,70 +261,60 @@ class Governor:
             budgets.append(
                 BudgetCheck(budget.counter(period_id), budget.amount, reserve, int(end - now) + 86400)
             )
-        admission = await self.store.admit(windows, budgets)
+        store = self.store
+        admission = store.admit_now(windows, budgets) if self._local else await store.admit(windows, budgets)
         figures = admission.figures
-        if 0 <= admission.refused < len(windows):
-            limit = limits[admission.refused][0]
-            used, reset = self._window(limit, figures, admission.refused, now)
-            raise limit.error(used, reset)
         if admission.refused >= 0:
-            assert budget is not None
-            raise budget.error(figures[-1], end, now)
-        best = -1  # the tightest window names the X-RateLimit-*-Tokens figures
-        best_left = best_used = 0.0
-        for index, (limit, _) in enumerate(limits):
-            period = limit.period_seconds
-            used = figures[2 * index] * (period - now % period) / period + figures[2 * index + 1]
-            left = limit.tokens - used
-            if best < 0 or left < best_left:
-                best, best_left, best_used = index, left, used
-        if best >= 0:
-            limit = limits[best][0]
-            period = limit.period_seconds
-            reset = full_reset(figures[2 * best], figures[2 * best + 1] + estimate, now % period, period)
-            ticket.headers = ticket.headers + limit.header_pairs(best_used, reset)
+            raise self._refusal(admission.refused, figures, limits, budget, end, now)
+        if limits:
+            ticket.headers = ticket.headers + _token_headers(limits, figures, estimate, now)
         ticket.windows = list(zip(windows, admission.window, strict=True))
         ticket.budgets = list(zip(budgets, [budget] if budget is not None else [], strict=True))
         return ticket
+
+    def _plan(self, entry: RouteEntry, key_name: str | None) -> _Plan:
+        """What admission checks for this route and key, with everything the config fixes made
+        once: the callers' counters of route-wide and per-key limits (a ``client_ip`` limit's
+        depends on the request: None here). Kept until the route or the keys change."""
+        rules = self.keys.get(key_name) if key_name is not None else None
+        calls: list[tuple[RouteLimit, str | None]] = [
+            (call, _fixed_who(call.key, key_name)) for call in entry.call_limits
+        ]
+        tokens: list[tuple[TokenLimit, str | None]] = []
+        for limit in entry.token_limits:
+            who = _fixed_who(limit.key, key_name)
+            tokens.append((limit, None if who is None else limit.counter(who)))
+        if rules is not None:
+            calls += [(call, "*") for call in rules.call_limits]
+            tokens += [(limit, limit.counter("*")) for limit in rules.token_limits]
+        budget = rules.budget if rules is not None else None
+        if len(self._plans) >= _MAX_PLANS:  # routes churned at run time: start the table again
+            self._plans.clear()
+        plan = self._plans[(entry.name, key_name)] = _Plan(entry, rules, tuple(calls), tuple(tokens), budget)
+        return plan
+
+    def _refusal(
+        self,
+        refused: int,
+        figures: list[int],
+        limits: Sequence[tuple[TokenLimit, str | None]],
+        budget: Budget | None,
+        end: float,
+        now: float,
+    ) -> GatewayError:
+        """The 429 of the token window (index ``refused``) or of the budget (after the windows)."""
+        if refused < len(limits):
+            limit = limits[refused][0]
+            used, reset = self._window(limit, figures, refused, now)
+            return limit.error(used, reset)
+        assert budget is not None
+        return budget.error(figures[-1], end, now)
 
     @staticmethod
     def _window(limit: TokenLimit, figures: list[int], index: int, now: float) -> tuple[float, float]:
         previous, current = figures[2 * index], figures[2 * index + 1]
         into = now % limit.period_seconds
         return token_figures(previous, current, limit.tokens, into, limit.period_seconds)
-
-    async def _calls(
-        self,
-        entry: RouteEntry,
-        rules: KeyRules | None,
-        key_name: str | None,
-        scope: dict[str, Any],
-        ticket: Ticket,
-    ) -> None:
-        tightest = None
-        for limit in entry.call_limits:
-            decision = await self.limiter.hit(limit, limit_key(limit.key, scope, key_name))
-            if not decision.allowed:
-                ticket.headers = decision.headers()
-                error = decision.error()
-                error.extra_headers = dict((k.decode(), v.decode()) for k, v in ticket.headers)
-                raise error
-            if tightest is None or decision.remaining < tightest.remaining:
-                tightest = decision
-        for limit in rules.call_limits if rules is not None else ():
-            decision = await self.limiter.hit(limit, "*")
-            if not decision.allowed:
-                retry = max(1, math.ceil(decision.reset_after))
-                raise RateLimitError(
-                    f"Rate limit exceeded for this API key: the key '{rules.name}' allows "  # type: ignore[union-attr]
-                    f"{limit.describe()} on all routes; retry in {retry} s.",
-                    retry_after=retry,
-                    extra_headers={k.decode(): v.decode() for k, v in decision.headers()},
-                )
-            if tightest is None or decision.remaining < tightest.remaining:
-                tightest = decision
-        if tightest is not None:
-            ticket.headers = tightest.headers()
 
     def record(self, key_name: str | None, route: str, model: str, usage: Usage, price: Price | None) -> int:
         """Add one answer to the usage table; returns its cost in nano-dollars."""
@@ -294,7 +337,10 @@ class Governor:
             for check, budget in ticket.budgets
         ]
         ticket.windows = ticket.budgets = _SETTLED
-        await self.store.settle(windows, budgets)
+        if self._local:
+            self.store.defer(windows, budgets)  # in-process: the same as settle, without a coroutine
+        else:
+            await self.store.settle(windows, budgets)
 
     def release_soon(self, ticket: Ticket | None) -> None:
         """Give back a ticket's reservations without awaiting: for a request being cancelled
@@ -336,3 +382,40 @@ class Governor:
             row["left"] = max(0, budget.amount - value) / scale
             row["renews_at"] = int(end)
         return rows
+
+
+def _token_headers(
+    limits: Sequence[tuple[TokenLimit, str | None]], figures: list[int], estimate: int, now: float
+) -> list[tuple[bytes, bytes]]:
+    """``X-RateLimit-*-Tokens`` of the window with the fewest tokens left, after this request."""
+    best = 0
+    if len(limits) > 1:
+        best_left = math.inf
+        for index, (limit, _) in enumerate(limits):
+            period = limit.period_seconds
+            used = figures[2 * index] * (period - now % period) / period + figures[2 * index + 1]
+            if limit.tokens - used < best_left:
+                best, best_left = index, limit.tokens - used
+    limit = limits[best][0]
+    period = limit.period_seconds
+    into = now % period
+    previous, current = figures[2 * best], figures[2 * best + 1]
+    used = previous * (period - into) / period + current
+    return limit.header_pairs(used, full_reset(previous, current + estimate, into, period))
+
+
+def _refused(decision: Decision, rules: KeyRules | None) -> RateLimitError:
+    """The 429 of a call limit, with its ``X-RateLimit-*`` headers: a route's, or a gateway key's
+    own (counted on every route)."""
+    headers = {k.decode(): v.decode() for k, v in decision.headers()}
+    if rules is None or decision.limit not in rules.call_limits:
+        error = decision.error()
+        error.extra_headers = headers
+        return error
+    retry = max(1, math.ceil(decision.reset_after))
+    return RateLimitError(
+        f"Rate limit exceeded for this API key: the key '{rules.name}' allows "
+        f"{decision.limit.describe()} on all routes; retry in {retry} s.",
+        retry_after=retry,
+        extra_headers=headers,
+    )

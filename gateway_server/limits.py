@@ -186,6 +186,11 @@ class RateLimiter:
         self.store = store
         self._memory = MemoryWindows() if store is None else None
 
+    @property
+    def memory(self) -> MemoryWindows | None:
+        """The in-process windows (None with a shared store): callable without a coroutine."""
+        return self._memory
+
     async def hit(self, route: RouteLimit, key: str) -> Decision:
         if self._memory is not None:
             return self._memory.hit(route, key)

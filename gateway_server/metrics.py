@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway_server.metrics_store import METRICS_DIR_ENV, FileStore, Series, Store
+from gateway_server.usage import cost_usd
 
 __all__ = ["BUCKETS", "FAMILIES", "Family", "Metrics", "RouteSlots"]
 
@@ -142,7 +143,8 @@ class RouteSlots:
         self.overhead = store.slot((OVERHEAD, (route,)), _WIDTH)
         self.ttft = -1  # allocated by the first stream: a route that never streams has no series
         self.requests: dict[tuple[int, str], int] = {}  # (status, key) -> slot
-        self.tokens: dict[tuple[int, str], tuple[int, int]] = {}  # (id(target), key) -> slots
+        # (id(target), key) -> the slots of its prompt and completion tokens, and its cost (-1: no price)
+        self.tokens: dict[tuple[int, str], tuple[int, int, int]] = {}
         self.breakers: dict[int, str] = {}  # id(target) -> the breaker state last reported
 
 
@@ -191,16 +193,19 @@ class Metrics:
         values[base + bisect_left(BUCKETS, overhead)] += 1
         values[base + _WIDTH - 1] += overhead
         if usage is not None and served is not None:
-            pair = slots.tokens.get((id(served), key))
-            if pair is None:
+            used = slots.tokens.get((id(served), key))
+            if used is None:
                 adapter = served.adapter
                 labels = (slots.route, adapter.name, adapter.model_name or "")
-                pair = slots.tokens[(id(served), key)] = (
+                used = slots.tokens[(id(served), key)] = (
                     store.slot((TOKENS, (*labels, "prompt", key))),
                     store.slot((TOKENS, (*labels, "completion", key))),
+                    store.slot((COST, (*labels, key))) if served.price is not None else -1,
                 )
-            values[pair[0]] += usage.prompt
-            values[pair[1]] += usage.completion
+            values[used[0]] += usage.prompt
+            values[used[1]] += usage.completion
+            if used[2] >= 0:  # each answer at the price of the model that served it
+                values[used[2]] += cost_usd(usage.prompt, usage.completion, served.price)
 
     def first_token(self, slots: RouteSlots, seconds: float) -> None:
         if slots.ttft < 0:

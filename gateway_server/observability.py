@@ -31,7 +31,7 @@ from gateway_server.errors import (
     UpstreamTimeoutError,
 )
 from gateway_server.metrics import FALLBACKS, REFUSED, RETRIES, UPSTREAM_ERRORS, Metrics, RouteSlots
-from gateway_server.usage import Usage, cost_usd
+from gateway_server.usage import Usage
 
 if TYPE_CHECKING:
     from gateway_server.routes import RouteType
@@ -214,21 +214,10 @@ class Record:
             metrics.end(slots, status, self.key, seconds, overhead, served, self.usage)
             if error is not None:
                 self._refused(error)
-            if served is not None:
-                if served is not self.primaries[0] and self._is_fallback(served):
-                    adapter = served.adapter
-                    self.fallback = served.label
-                    metrics.add(FALLBACKS, (self.route, adapter.name, adapter.model_name or ""))
-                usage = self.usage
-                if usage is not None and served.price is not None:  # at the price of the model that served it
-                    adapter = served.adapter
-                    metrics.cost(
-                        self.route,
-                        adapter.name,
-                        adapter.model_name or "",
-                        self.key,
-                        cost_usd(usage.prompt, usage.completion, served.price),
-                    )
+            if served is not None and served is not self.primaries[0] and self._is_fallback(served):
+                adapter = served.adapter
+                self.fallback = served.label
+                metrics.add(FALLBACKS, (self.route, adapter.name, adapter.model_name or ""))
             if self.first_chunk is not None:
                 metrics.first_token(slots, self.first_chunk)
         if self.span is not None:

@@ -120,7 +120,12 @@ def estimate_prompt_tokens(payload: Mapping[str, Any]) -> int:
     if isinstance(messages, list):
         tokens = 0
         for message in messages:
-            if isinstance(message, dict):
+            if type(message) is dict:
+                content = message.get("content")
+                chars = len(content) if type(content) is str else _text_chars(content)
+                # estimate_tokens, inlined: one per four characters, rounded up (0 for none)
+                tokens += MESSAGE_OVERHEAD_TOKENS + (-(-chars // CHARS_PER_TOKEN) if chars > 0 else 0)
+            elif isinstance(message, dict):
                 tokens += MESSAGE_OVERHEAD_TOKENS + estimate_tokens(_text_chars(message.get("content")))
         return tokens
     for field in ("prompt", "input", "text"):

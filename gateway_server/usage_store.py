@@ -149,21 +149,6 @@ def default_store_path(config_path: str | None, setting: str | None) -> str:
 _MIN_SWEEP = 1024
 
 
-def window_admit(
-    slots: dict[str, list[int]], check: WindowCheck, now: float
-) -> tuple[int, int, int]:  # (window number, previous, current) after rolling the slot
-    number, _ = divmod(now, check.period)
-    window = int(number)
-    slot = slots.get(check.counter)
-    if slot is None:
-        slot = slots[check.counter] = [window, 0, 0, check.period]
-    elif slot[0] != window:
-        slot[2] = slot[1] if slot[0] == window - 1 else 0
-        slot[1] = 0
-        slot[0] = window
-    return window, slot[2], slot[1]
-
-
 class EmbeddedStore:
     """Token windows and budgets in this process; usage in SQLite (see the module docstring)."""
 
@@ -246,18 +231,32 @@ class EmbeddedStore:
     # -- the interface the governor uses ---------------------------------------------------------
 
     async def admit(self, windows: Sequence[WindowCheck], budgets: Sequence[BudgetCheck]) -> Admission:
+        return self.admit_now(windows, budgets)
+
+    def admit_now(self, windows: Sequence[WindowCheck], budgets: Sequence[BudgetCheck]) -> Admission:
+        """:meth:`admit` without the coroutine (the governor calls this one: nothing here waits)."""
         now = self.clock()
         figures: list[int] = []
         numbers: list[int] = []
         slots = self._windows
         if len(slots) >= self._sweep_at:
             self._sweep(now)
+        held = []  # each window's slot, reserved into once every check has passed
         for index, check in enumerate(windows):
-            window, previous, current = window_admit(slots, check, now)
+            period = check.period
+            window = int(now // period)
+            slot = slots.get(check.counter)  # [window, current, previous, period]
+            if slot is None:
+                slot = slots[check.counter] = [window, 0, 0, period]
+            elif slot[0] != window:  # a new window: the current one becomes the previous, or both reset
+                slot[2] = slot[1] if slot[0] == window - 1 else 0
+                slot[1] = 0
+                slot[0] = window
+            previous, current = slot[2], slot[1]
             figures += (previous, current)
             numbers.append(window)
-            into = now - window * check.period
-            if previous * (check.period - into) / check.period + current >= check.limit:
+            held.append(slot)
+            if previous * (period - (now - window * period)) / period + current >= check.limit:
                 return Admission(index, figures, numbers)
         spend = self._spend
         for index, budget in enumerate(budgets):
@@ -267,8 +266,8 @@ class EmbeddedStore:
             figures.append(spent)
             if spent >= budget.amount:
                 return Admission(len(windows) + index, figures, numbers)
-        for check in windows:
-            slots[check.counter][1] += check.reserve
+        for slot, check in zip(held, windows, strict=True):
+            slot[1] += check.reserve
         for budget in budgets:
             spend[budget.counter] += budget.reserve
         return Admission(-1, figures, numbers)

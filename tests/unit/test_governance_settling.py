@@ -17,6 +17,7 @@ from gateway_server.config import parse_config
 from gateway_server.errors import BudgetExceededError
 from gateway_server.governance import TokenLimit
 from gateway_server.governor import Governor, Ticket
+from gateway_server.limits import RateLimiter
 from gateway_server.routes import RouteType
 from gateway_server.usage import Price, Usage
 from gateway_server.usage_redis import RedisUsageStore
@@ -31,6 +32,7 @@ LIMIT = 1000
 def _entry() -> Any:
     """What admission reads of a route entry: one token window of LIMIT per hour for the route."""
     return SimpleNamespace(
+        name="chat",
         token_limits=(TokenLimit.build("route:chat", LIMIT, 3600, "route"),),
         call_limits=(),
         governed=True,
@@ -51,7 +53,7 @@ auth:
 
 
 def _governor(store: Any, auth: Any = None) -> Governor:
-    governor = Governor(store, None, auth)  # type: ignore[arg-type]  # no call limits here
+    governor = Governor(store, RateLimiter(), auth)  # no call limits here: an unused limiter
     governor.clock = lambda: NOW
     return governor
 
@@ -147,6 +149,7 @@ def test_a_budget_added_by_a_reload_starts_from_the_spend_already_recorded(tmp_p
         governor.record("team", "chat", "fake/m", Usage(100, 50), None)
         governor.record("other", "chat", "fake/m", Usage(5000, 0), None)  # another key's spend
         entry = SimpleNamespace(
+            name="chat",
             token_limits=(),
             call_limits=(),
             governed=False,
@@ -184,6 +187,7 @@ def test_a_budget_in_another_unit_after_a_reload_is_seeded_in_that_unit(tmp_path
         governor = _governor(store, _auth("{tokens: 1000000, period: month}"))
         await governor.start()
         entry = SimpleNamespace(
+            name="chat",
             token_limits=(),
             call_limits=(),
             governed=False,
@@ -297,6 +301,7 @@ def test_a_budget_added_by_a_reload_starts_from_the_redis_usage(redis_url: str) 
         await governor.start()
         governor.record("team", "chat", "fake/m", Usage(100, 50), None)  # not written yet
         entry = SimpleNamespace(
+            name="chat",
             token_limits=(),
             call_limits=(),
             governed=False,
