@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gateway_server.errors import GatewayError, RateLimitError, SharedStateUnavailableError
-from gateway_server.governance import Budget, TokenLimit, budget_period, full_reset, nano_cost, token_figures
+from gateway_server.governance import Budget, TokenLimit, budget_period, nano_cost, token_figures
 from gateway_server.limits import Decision, RouteLimit, limit_key
 from gateway_server.routes import RouteType
 from gateway_server.usage import Price, Usage, completion_reserve, estimate_prompt_tokens
@@ -269,7 +269,7 @@ class Governor:
         if limits:
             ticket.headers = ticket.headers + _token_headers(limits, figures, estimate, now)
         ticket.windows = list(zip(windows, admission.window, strict=True))
-        ticket.budgets = list(zip(budgets, [budget] if budget is not None else [], strict=True))
+        ticket.budgets = [(budgets[0], budget)] if budget is not None else _SETTLED
         return ticket
 
     def _plan(self, entry: RouteEntry, key_name: str | None) -> _Plan:
@@ -330,12 +330,14 @@ class Governor:
         the ticket is empty afterwards."""
         if ticket is None or not (ticket.windows or ticket.budgets):
             return
-        total = usage.total
+        prompt, completion = usage.prompt, usage.completion
+        total = prompt + completion
         windows = [(check, window, total - check.reserve) for check, window in ticket.windows]
-        budgets = [
-            (check, budget.charge(usage.prompt, usage.completion, price) - check.reserve)
-            for check, budget in ticket.budgets
-        ]
+        budgets = []
+        if ticket.budgets:
+            nano = nano_cost(prompt, completion, price)
+            for check, budget in ticket.budgets:
+                budgets.append((check, (nano if budget.unit == "usd" else total) - check.reserve))
         ticket.windows = ticket.budgets = _SETTLED
         if self._local:
             self.store.defer(windows, budgets)  # in-process: the same as settle, without a coroutine
@@ -398,10 +400,11 @@ def _token_headers(
                 best, best_left = index, limit.tokens - used
     limit = limits[best][0]
     period = limit.period_seconds
-    into = now % period
+    left = period - now % period
     previous, current = figures[2 * best], figures[2 * best + 1]
-    used = previous * (period - into) / period + current
-    return limit.header_pairs(used, full_reset(previous, current + estimate, into, period))
+    # governance.full_reset, inlined (with this request's reservation in the current window)
+    reset = left + period if current + estimate else (left if previous else 0.0)
+    return limit.header_pairs(previous * left / period + current, reset)
 
 
 def _refused(decision: Decision, rules: KeyRules | None) -> RateLimitError:

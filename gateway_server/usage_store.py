@@ -242,12 +242,12 @@ class EmbeddedStore:
         if len(slots) >= self._sweep_at:
             self._sweep(now)
         held = []  # each window's slot, reserved into once every check has passed
-        for index, check in enumerate(windows):
-            period = check.period
+        index = 0
+        for counter, limit, period, _ in windows:
             window = int(now // period)
-            slot = slots.get(check.counter)  # [window, current, previous, period]
+            slot = slots.get(counter)  # [window, current, previous, period]
             if slot is None:
-                slot = slots[check.counter] = [window, 0, 0, period]
+                slot = slots[counter] = [window, 0, 0, period]
             elif slot[0] != window:  # a new window: the current one becomes the previous, or both reset
                 slot[2] = slot[1] if slot[0] == window - 1 else 0
                 slot[1] = 0
@@ -256,16 +256,18 @@ class EmbeddedStore:
             figures += (previous, current)
             numbers.append(window)
             held.append(slot)
-            if previous * (period - (now - window * period)) / period + current >= check.limit:
+            if previous * (period - (now - window * period)) / period + current >= limit:
                 return Admission(index, figures, numbers)
+            index += 1
         spend = self._spend
-        for index, budget in enumerate(budgets):
-            spent = spend.get(budget.counter)
+        for counter, amount, _, _ in budgets:
+            spent = spend.get(counter)
             if spent is None:  # a new period (the governor seeds a budget's first one: spend_since)
-                spent = spend[budget.counter] = 0
+                spent = spend[counter] = 0
             figures.append(spent)
-            if spent >= budget.amount:
-                return Admission(len(windows) + index, figures, numbers)
+            if spent >= amount:
+                return Admission(index, figures, numbers)
+            index += 1
         for slot, check in zip(held, windows, strict=True):
             slot[1] += check.reserve
         for budget in budgets:

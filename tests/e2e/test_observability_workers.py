@@ -57,6 +57,11 @@ def gateway(tmp_path: Path, fake_openai: FakeOpenAI) -> Iterator[GatewayProcess]
     with GatewayProcess(
         config, log_dir=tmp_path, env=env, args=["--workers", "2", "--log-format", "json"]
     ) as process:
+        # /health answers once one worker is up; the tests need both to be serving (the kernel
+        # can only spread connections over workers that are accepting).
+        wait_until(
+            lambda: process.stderr.count("Application startup complete.") >= 2, 10, message="both workers"
+        )
         yield process
 
 
