@@ -81,7 +81,8 @@ class MessagesProtocol:
             (message, used), served = await call_with(call.entry.plan, run)
         finally:
             upstream_seconds = perf_counter() - upstream_started
-        await charge(call, served, used)  # limits, budgets and the usage table (governor.py)
+        stop = message.get("stop_reason")  # the trace's gen_ai.response.finish_reasons
+        await charge(call, served, used, [stop] if stop else None)  # limits, budgets, usage table
         return orjson.dumps(message), served, upstream_seconds
 
     async def _stream(self, call: AgentCall, translation: _Translation) -> float:

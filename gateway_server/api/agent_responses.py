@@ -128,7 +128,10 @@ class ResponsesProtocol:
             (answer, used), served = await call_with(call.entry.plan, run)
         finally:
             upstream_seconds = perf_counter() - upstream_started
-        await charge(call, served, used)  # limits, budgets and the usage table (governor.py)
+        # The trace's gen_ai.response.finish_reasons: why an incomplete answer stopped, else its status.
+        incomplete = answer.get("incomplete_details") or {}
+        reason = incomplete.get("reason") or answer.get("status")
+        await charge(call, served, used, [reason] if reason else None)  # limits, budgets, usage table
         await _keep(store, payload, answer, conversation)
         return orjson.dumps(answer), served, upstream_seconds
 

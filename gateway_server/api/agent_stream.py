@@ -107,14 +107,18 @@ class Counted:
         return self.inner.ping()  # type: ignore[no-any-return]
 
 
-async def charge(call: AgentCall, served: Target, used: Usage) -> None:
-    """Record what the answer used (the invocation's observability record: token counters and the
-    access line) and settle the admission ticket on it (governor.py), as the dispatcher does for
-    the OpenAI-shaped paths."""
+async def charge(
+    call: AgentCall, served: Target, used: Usage, finish_reasons: list[str] | None = None
+) -> None:
+    """Record what the answer used (the invocation's observability record: token counters, the
+    access line and, when tracing, the answer's finish reasons) and settle the admission ticket on
+    it (governor.py), as the dispatcher does for the OpenAI-shaped paths."""
     record = CURRENT.get()
     if record is not None:
         record.served = served
         record.usage = used
+        if finish_reasons and record.span is not None:
+            record.finish_reasons = finish_reasons
     governor = call.state.governor
     if governor is not None:
         key_name, ticket = call.account

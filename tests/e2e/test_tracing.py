@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from gateway_server.testing import FakeOpenAI, Fault
-from gateway_server.testing.otlp_receiver import OtlpReceiver
+from gateway_server.testing.otlp_receiver import OtlpReceiver, ReceivedSpan
 from gateway_server.testing.process import GatewayProcess
 
 pytestmark = pytest.mark.e2e
@@ -107,3 +107,26 @@ def test_a_stream_is_traced_to_its_last_chunk(gateway: GatewayProcess, receiver:
     client = receiver.wait_for_span(lambda span: span.parent_span_id == server.span_id)
     assert client.attributes["gen_ai.usage.output_tokens"] > 0
     assert client.attributes["gen_ai.response.finish_reasons"] == ["stop"]
+
+
+def _answered_span(receiver: OtlpReceiver, request_id: str) -> ReceivedSpan:
+    """The client span that carried the answer of the request with this id."""
+    server = receiver.wait_for_span(lambda span: span.attributes.get("gateway.request_id") == request_id)
+    return receiver.wait_for_span(
+        lambda span: span.parent_span_id == server.span_id and "gen_ai.usage.input_tokens" in span.attributes
+    )
+
+
+def test_the_agent_paths_report_what_the_answer_says(gateway: GatewayProcess, receiver: OtlpReceiver) -> None:
+    """/v1/messages and /v1/responses (translated to the OpenAI fake): the client span carries the
+    served model and the answer's finish reason in each protocol's own words."""
+    calls = (
+        ("/v1/messages", {"model": "chat", "max_tokens": 64, **CHAT}, "stop_reason"),
+        ("/v1/responses", {"model": "chat", "input": "one two three", "store": False}, "status"),
+    )
+    for path, body, field in calls:
+        response = httpx.post(f"{gateway.url}{path}", json=body, timeout=10)
+        assert response.status_code == 200, response.text
+        client = _answered_span(receiver, response.headers["x-request-id"])
+        assert client.attributes["gen_ai.response.model"] == "gpt-4o-mini"
+        assert client.attributes["gen_ai.response.finish_reasons"] == [response.json()[field]], path
