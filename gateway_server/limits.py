@@ -31,6 +31,7 @@ import functools
 import hashlib
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -42,6 +43,7 @@ if TYPE_CHECKING:  # the library is imported when a route counts in Redis, not a
     import limits
 
 __all__ = [
+    "WORKERS_ENV",
     "Decision",
     "MemoryWindows",
     "RateLimiter",
@@ -49,6 +51,7 @@ __all__ = [
     "WindowStore",
     "check_workers",
     "limit_key",
+    "served_workers",
 ]
 
 logger = logging.getLogger("gateway_server.limits")
@@ -243,8 +246,21 @@ def limit_key(kind: str, scope: dict[str, Any], key_name: str | None = None) -> 
     return "anonymous"
 
 
+WORKERS_ENV = "GATEWAYCTL_WORKERS"  # set by the runner for --workers N: what a reload checks against
+
+
+def served_workers() -> int:
+    """How many worker processes serve this config (the runner's ``--workers``; 1 when unset)."""
+    try:
+        return max(1, int(os.environ.get(WORKERS_ENV, "1")))
+    except ValueError:
+        return 1
+
+
 def check_workers(config: GatewayConfig, workers: int) -> None:
-    """Refuse ``--workers > 1`` when a route has a limit and the counts would be per process.
+    """Refuse ``--workers > 1`` when a route has a limit and the counts would be per process: at
+    start-up, and for a reloaded file or a route created at run time (they are refused, and the
+    current config kept).
 
     With ``server.shared_state`` every worker counts in the same Redis, so any number is fine.
     """
@@ -256,7 +272,7 @@ def check_workers(config: GatewayConfig, workers: int) -> None:
         return
     names = ", ".join(limited)
     raise ConfigError(
-        f"--workers {workers}: {names} have a rate limit ('limit:') or a budget, and without "
+        f"--workers {workers}: {names} {'has' if len(limited) == 1 else 'have'} a rate limit ('limit:') or a budget, and without "
         f"server.shared_state limits and budgets are counted in each worker's own memory, so "
         f"{workers} workers would admit up to {workers} times the configured amounts. Set server.shared_state to a "
         "redis:// URL so the workers share the counts (docs/scale-out.md), serve with --workers 1 "

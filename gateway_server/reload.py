@@ -38,6 +38,7 @@ from contextlib import asynccontextmanager, suppress
 
 from gateway_server.config import GatewayConfig, parse_config
 from gateway_server.errors import ConfigError
+from gateway_server.limits import check_workers, served_workers
 from gateway_server.runtime.change_log import ChangeLog
 from gateway_server.runtime.changes import RouteChanges, diff_routes
 
@@ -157,6 +158,7 @@ class ConfigWatcher:
             return seen, None
         try:
             config = parse_config(data.decode("utf-8"), self.path)
+            check_workers(config, served_workers())  # a limit per worker would multiply it
         except ConfigError as exc:
             return seen, exc
         except UnicodeDecodeError:

@@ -30,7 +30,7 @@ from gateway_server.app import CONFIG_ENV, RELOAD_INTERVAL_ENV, create_app
 from gateway_server.auth import ALLOW_UNAUTHENTICATED_ADMIN_ENV
 from gateway_server.config import load_config
 from gateway_server.http_protocol import CoalescingHttpToolsProtocol
-from gateway_server.limits import check_workers
+from gateway_server.limits import WORKERS_ENV, check_workers
 from gateway_server.listen import bind, display_address
 from gateway_server.metrics import STARTED_ENV
 from gateway_server.metrics_store import METRICS_DIR_ENV
@@ -115,6 +115,7 @@ def run(  # noqa: PLR0913 - one parameter per `serve` option
                     logs.LOG_LEVEL_ENV: log_level,
                     logs.LOG_FORMAT_ENV: log_format,
                     logs.ACCESS_LOG_ENV: "1" if access_log else "0",
+                    WORKERS_ENV: str(workers),  # a reloaded file is checked against it (limits.py)
                     STARTED_ENV: repr(time.time()),  # one uptime for the whole server
                 }
             )

@@ -33,6 +33,7 @@ from gateway_server.breaker import BreakerBoard
 from gateway_server.config import GatewayConfig, RouteConfig, parse_route
 from gateway_server.config.models import alias_clashes
 from gateway_server.errors import InvalidRequestError, RouteExistsError
+from gateway_server.limits import served_workers
 from gateway_server.registry import RouteEntry, RouteIndex, build_entry
 from gateway_server.runtime.change_log import ChangeLog
 from gateway_server.runtime.changes import RouteChanges, diff_routes
@@ -145,6 +146,14 @@ class RouteTable:
         # ConfigError (400) listing every problem, in the file's words; the run-time rules of
         # trust.py: a key given inline or a credential of the file, and allowed upstream hosts.
         route = parse_route(body, base=self.base)
+        workers = served_workers()
+        if route.limits and workers > 1 and not self.config.server.shared_state:
+            raise InvalidRequestError(
+                f"Route '{route.name}' has a 'limit:', and this server runs {workers} workers without "
+                f"server.shared_state: each worker would count alone, admitting up to {workers} times "
+                "the limit. Set server.shared_state (docs/scale-out.md), or create the route without a limit.",
+                param="limit",
+            )
         async with self.lock:
             if self.index.get(route.name) is not None:
                 raise RouteExistsError(route.name)

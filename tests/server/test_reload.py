@@ -19,6 +19,7 @@ import pytest
 
 from gateway_server.app import GatewayApp, create_app
 from gateway_server.config import load_config, parse_config
+from gateway_server.limits import WORKERS_ENV
 from gateway_server.reload import ConfigWatcher, RouteChanges, diff_routes
 from gateway_server.testing import FakeOpenAI, Fault, serve_in_thread, wait_until
 
@@ -335,3 +336,36 @@ def test_credential_secret_files_are_watched(tmp_path: Path) -> None:
         "routes:\n  - {name: r, route_type: llm/v1/chat, model: {provider: fake}}\n"
     )
     assert secret_files(config) == [str(key)]
+
+
+def test_a_limit_added_under_several_workers_without_shared_state_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under ``--workers 2`` without ``server.shared_state`` each worker would count a limit (or a
+    budget) alone: a reload that adds one is refused like a bad file, and so is a route created at
+    run time with one; the current routes keep serving."""
+    monkeypatch.setenv(WORKERS_ENV, "2")  # what the runner sets for --workers 2
+    path = tmp_path / "gateway.yaml"
+    path.write_text(_file(_fake_route("stable")), encoding="utf-8")
+    with _gateway(path) as (app, client):
+        watcher = _watcher(app)
+        reloads, failed = watcher.reloads, watcher.failures
+        limited = _fake_route("stable") + "\n    limit: {calls: 5, renewal_period: minute}"
+        _write(path, _file(limited), rename=True)
+        _wait_for(watcher, "failures", failed)
+        assert watcher.reloads == reloads
+        assert client.post("/gateway/stable/invocations", json=CHAT).status_code == 200
+        app.state.auth.allow_unauthenticated_admin = True  # serve --allow-unauthenticated-admin
+        created = client.post(
+            "/api/2.0/gateway/routes/",
+            json={
+                "name": "capped",
+                "route_type": "llm/v1/chat",
+                "model": {"provider": "fake", "name": "fake-chat"},
+                "limit": {"calls": 5, "renewal_period": "minute"},
+            },
+        )
+        assert created.status_code == 400, created.text
+        assert "2 workers without server.shared_state" in created.json()["error"]["message"]
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "--workers 2" in errors[0] and "route 'stable'" in errors[0]
