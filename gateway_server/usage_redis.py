@@ -220,16 +220,22 @@ class RedisUsageStore:
             raise self._unavailable(exc, "budgets cannot be read") from None
         return [int(value or 0) for value in values]
 
-    async def usage(self, since: float, by: str) -> list[dict[str, Any]]:
-        await self.flush()
-        first, last = int(since // 3600), int(self.clock() // 3600)
+    async def _hours(self, first: int, last: int, consequence: str) -> list[dict[bytes, bytes]]:
+        """The usage hashes of every hour from ``first`` to ``last``, in one pipelined round trip;
+        Redis down is the 503 that says ``consequence``."""
         try:
             async with self.state.client.pipeline(transaction=False) as pipe:
                 for hour in range(first, last + 1):
                     pipe.hgetall(f"{self.prefix}:usage:{hour}")
-                hours = await pipe.execute()
+                hours: list[dict[bytes, bytes]] = await pipe.execute()
         except self._errors() as exc:
-            raise self._unavailable(exc, "usage cannot be read") from None
+            raise self._unavailable(exc, consequence) from None
+        return hours
+
+    async def usage(self, since: float, by: str) -> list[dict[str, Any]]:
+        await self.flush()
+        first, last = int(since // 3600), int(self.clock() // 3600)
+        hours = await self._hours(first, last, "usage cannot be read")
         rows: dict[tuple[str, str, str], list[int]] = {}
         for fields in hours:
             for field, value in fields.items():
@@ -282,13 +288,7 @@ class RedisUsageStore:
             if name == key_name and hour >= first:
                 total += nano if unit == "usd" else prompt + completion
         prefix = f"{key_name}{_SEP}".encode()
-        try:
-            async with self.state.client.pipeline(transaction=False) as pipe:
-                for hour in range(first, last + 1):
-                    pipe.hgetall(f"{self.prefix}:usage:{hour}")
-                hours = await pipe.execute()
-        except self._errors() as exc:
-            raise self._unavailable(exc, "requests with token limits or budgets get 503") from None
+        hours = await self._hours(first, last, "requests with token limits or budgets get 503")
         for fields in hours:
             for field, value in fields.items():
                 if field.startswith(prefix) and field.decode().rsplit(_SEP, 1)[1] in letters:
