@@ -20,7 +20,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -325,22 +325,29 @@ class Governor:
         )
         return nano
 
+    def charge(
+        self, ticket: Ticket | None, key_name: str | None, route: str, served: Any, usage: Usage
+    ) -> Awaitable[None] | None:
+        """An answer is in: add it to the usage table and settle the ticket on it, at the price of
+        the model that ``served`` it (reliability.Target). In-process counters are settled here
+        and then; with a shared store, the returned awaitable settles (await it)."""
+        nano = self.record(key_name, route, served.label, usage, served.price)
+        if ticket is None or not (ticket.windows or ticket.budgets):
+            return None
+        windows, budgets = _deltas(ticket, usage, nano)
+        if self._local:
+            self.store.defer(windows, budgets)  # in-process: the same as settle, without a coroutine
+            return None
+        return self.store.settle(windows, budgets)  # type: ignore[no-any-return]
+
     async def settle(self, ticket: Ticket | None, usage: Usage, price: Price | None) -> None:
         """Replace the ticket's reservations by what the answer used (zero when it failed); once:
         the ticket is empty afterwards."""
         if ticket is None or not (ticket.windows or ticket.budgets):
             return
-        prompt, completion = usage.prompt, usage.completion
-        total = prompt + completion
-        windows = [(check, window, total - check.reserve) for check, window in ticket.windows]
-        budgets = []
-        if ticket.budgets:
-            nano = nano_cost(prompt, completion, price)
-            for check, budget in ticket.budgets:
-                budgets.append((check, (nano if budget.unit == "usd" else total) - check.reserve))
-        ticket.windows = ticket.budgets = _SETTLED
+        windows, budgets = _deltas(ticket, usage, nano_cost(usage.prompt, usage.completion, price))
         if self._local:
-            self.store.defer(windows, budgets)  # in-process: the same as settle, without a coroutine
+            self.store.defer(windows, budgets)
         else:
             await self.store.settle(windows, budgets)
 
@@ -384,6 +391,20 @@ class Governor:
             row["left"] = max(0, budget.amount - value) / scale
             row["renews_at"] = int(end)
         return rows
+
+
+def _deltas(
+    ticket: Ticket, usage: Usage, nano: int
+) -> tuple[list[tuple[WindowCheck, int, int]], list[tuple[BudgetCheck, int]]]:
+    """What settling changes: each window and budget by what the answer used (``nano``: its cost
+    in nano-dollars) minus what admission reserved. Empties the ticket: it is settled once."""
+    total = usage.prompt + usage.completion
+    windows = [(check, window, total - check.reserve) for check, window in ticket.windows]
+    budgets = [
+        (check, (nano if budget.unit == "usd" else total) - check.reserve) for check, budget in ticket.budgets
+    ]
+    ticket.windows = ticket.budgets = _SETTLED
+    return windows, budgets
 
 
 def _token_headers(

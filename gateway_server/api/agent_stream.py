@@ -122,8 +122,9 @@ async def charge(
     governor = call.state.governor
     if governor is not None:
         key_name, ticket = call.account
-        governor.record(key_name, call.entry.name, served.label, used, served.price)
-        await governor.settle(ticket, used, served.price)
+        pending = governor.charge(ticket, key_name, call.entry.name, served, used)
+        if pending is not None:
+            await pending
 
 
 class _Liveness:

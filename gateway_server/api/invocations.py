@@ -260,10 +260,10 @@ async def handle_invocation(  # noqa: C901 - one flat function per request is th
             record.served = served
             used = record.usage = usage_of(result, payload)
             if governor is not None:  # charged at the price of the model that answered
-                governor.record(key_name, entry.name, served.label, used, served.price)
-                if ticket is not None:
-                    await governor.settle(ticket, used, served.price)
-                ticket = None
+                pending = governor.charge(ticket, key_name, entry.name, served, used)
+                ticket = None  # settled (the ticket is emptied even if a shared store fails)
+                if pending is not None:
+                    await pending
             headers = [*headers, (MODEL_HEADER, served.header)]
             if not result.get("model"):
                 result["model"] = served.adapter.model_name

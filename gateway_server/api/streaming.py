@@ -139,8 +139,9 @@ async def stream_response(
             record.finish_reasons = decorate.finish_reasons
         governor = state.governor
         if governor is not None:
-            governor.record(account[0], entry.name, served.label, used, served.price)
-            await governor.settle(account[1], used, served.price)
+            pending = governor.charge(account[1], account[0], entry.name, served, used)
+            if pending is not None:
+                await pending
     # The last event goes out only once the stream is charged: a client that sends its next request
     # as soon as it reads [DONE] must find the window and the budget already settled.
     if ending is not None:
