@@ -82,9 +82,13 @@ class _ChunkDecorator:
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 
-def _error_event(exc: GatewayError) -> bytes:
-    payload = exc.to_payload()
-    return b"data: " + orjson.dumps({"error": payload["error"]}) + b"\n\n"
+def _error_event(exc: GatewayError, request_id: str | None) -> bytes:
+    """The event that ends a stream which failed after its first byte: the envelope's ``error``,
+    with the request id (the status and headers went out already; this is all the caller gets)."""
+    error = exc.to_payload()["error"]
+    if request_id is not None:
+        error["request_id"] = request_id
+    return b"data: " + orjson.dumps({"error": error}) + b"\n\n"
 
 
 async def stream_response(
@@ -130,7 +134,9 @@ async def stream_response(
     )
     ending: bytes | None = None
     try:
-        ending = await _forward(first, chunks, decorate, receive, send)
+        ending = await _forward(
+            first, chunks, decorate, receive, send, record.request_id if record is not None else None
+        )
     finally:  # finished, failed or abandoned: what went out is charged
         used = decorate.tally.result(payload)
         if record is not None:
@@ -155,6 +161,7 @@ async def _forward(
     decorate: _ChunkDecorator,
     receive: Any,
     send: Any,
+    request_id: str | None,
 ) -> bytes | None:
     """Send the chunks; return the event that ends the stream ([DONE] or an error event), or None
     when the client has gone. The caller sends it, after charging what went out."""
@@ -178,7 +185,7 @@ async def _forward(
             await send({"type": "http.response.body", "body": body, "more_body": True})
             batch = await anext(batches, None)
     except GatewayError as exc:
-        ending = _error_event(exc)
+        ending = _error_event(exc, request_id)
     except asyncio.CancelledError:
         if not disconnected:
             raise
@@ -186,7 +193,7 @@ async def _forward(
         return None  # the client is gone: nothing to send; the upstream request is closed below
     except Exception:  # the process edge of a started response: log, tell the client, end
         logger.exception("stream failed after the first byte")
-        ending = _error_event(internal_error())
+        ending = _error_event(internal_error(), request_id)
     finally:
         watcher.cancel()
         await batches.aclose()

@@ -151,6 +151,7 @@ def test_stream_cut_midway_ends_with_an_error_event(client: httpx.Client, fake_o
     assert "[DONE]" not in events
     assert events[-1]["error"]["code"] == 502
     assert "broke before a complete answer" in events[-1]["error"]["message"]
+    assert events[-1]["error"]["request_id"] == response.headers["x-request-id"]  # what to quote
 
 
 def test_stream_embeddings_refused(client: httpx.Client) -> None:
