@@ -4,7 +4,9 @@
 - ``gateway``: one ``gatewayctl serve`` process for the session (:class:`GatewayProcess`) whose
   config (``e2e_support.gateway_config``) has ``fake`` routes, ``openai`` routes pointed at ``e2e_openai`` with the
   sentinel key, and routes built to fail (1 s timeout, closed port, wrong key);
-- ``http``: an httpx client on that gateway which checks every response for the sentinel.
+- ``http``: an httpx client on that gateway which checks every response for the sentinel;
+- ``start``: ``start(config_path, *serve_args)`` starts a gateway of the test's own, stopped at the
+  test's end (a module may override it with its own environment and arguments).
 
 After the session the gateway is stopped and its whole output is checked for the sentinel too.
 """
@@ -12,7 +14,8 @@ After the session the gateway is stopped and its whole output is checked for the
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,20 @@ from gateway_server.testing import FakeOpenAI
 from gateway_server.testing.process import GatewayProcess
 
 _NOTES: list[str] = []
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
+    with ExitStack() as stack:
+        count = 0
+
+        def run(config: Path, *args: str) -> GatewayProcess:
+            nonlocal count
+            count += 1
+            process = GatewayProcess(config, log_dir=tmp_path, name=f"gw{count}", args=list(args))
+            return stack.enter_context(process)
+
+        yield run
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -75,20 +74,6 @@ auth:
     - {{name: admin, key: key-admin, scopes: [query, admin]}}
     - {{name: team, key: key-team{budget}}}
 {server}"""
-
-
-@pytest.fixture
-def start(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
-    with ExitStack() as stack:
-        count = 0
-
-        def run(config: Path, *args: str) -> GatewayProcess:
-            nonlocal count
-            count += 1
-            process = GatewayProcess(config, log_dir=tmp_path, name=f"gw{count}", args=list(args))
-            return stack.enter_context(process)
-
-        yield run
 
 
 def _post(url: str, *, stream: bool = False, timeout: float = 30) -> httpx.Response:

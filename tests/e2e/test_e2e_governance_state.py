@@ -7,9 +7,8 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -43,20 +42,6 @@ auth:
     - {{name: team, key: key-team, budget: {{tokens: {tokens_budget}, period: month}}}}
     - {{name: other, key: key-other}}
 {server}"""
-
-
-@pytest.fixture
-def start(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
-    with ExitStack() as stack:
-        count = 0
-
-        def run(config: Path, *args: str) -> GatewayProcess:
-            nonlocal count
-            count += 1
-            process = GatewayProcess(config, log_dir=tmp_path, name=f"gw{count}", args=list(args))
-            return stack.enter_context(process)
-
-        yield run
 
 
 def _spent(url: str) -> float:

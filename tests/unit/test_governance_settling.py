@@ -41,6 +41,18 @@ def _entry() -> Any:
     )
 
 
+def _unlimited_embeddings() -> Any:
+    """A route entry with no limit of its own (only the key's budget applies), embeddings."""
+    return SimpleNamespace(
+        name="chat",
+        token_limits=(),
+        call_limits=(),
+        governed=False,
+        reserve_price=None,
+        route_type=RouteType.EMBEDDINGS,
+    )
+
+
 def _auth(budget: str | None) -> Any:
     extra = f", budget: {budget}" if budget else ""
     text = f"""routes: []
@@ -148,14 +160,7 @@ def test_a_budget_added_by_a_reload_starts_from_the_spend_already_recorded(tmp_p
         await store.flush()
         governor.record("team", "chat", "fake/m", Usage(100, 50), None)
         governor.record("other", "chat", "fake/m", Usage(5000, 0), None)  # another key's spend
-        entry = SimpleNamespace(
-            name="chat",
-            token_limits=(),
-            call_limits=(),
-            governed=False,
-            reserve_price=None,
-            route_type=RouteType.EMBEDDINGS,
-        )
+        entry = _unlimited_embeddings()
         # The reload adds a budget of 1000 tokens a month: 700 are spent, so one more request...
         with_budget = _auth("{tokens: 1000, period: month}")
         assert governor.applies(entry, "team", with_budget)
@@ -186,14 +191,7 @@ def test_a_budget_in_another_unit_after_a_reload_is_seeded_in_that_unit(tmp_path
         store = EmbeddedStore(str(tmp_path / "usage.db"), clock=lambda: NOW)
         governor = _governor(store, _auth("{tokens: 1000000, period: month}"))
         await governor.start()
-        entry = SimpleNamespace(
-            name="chat",
-            token_limits=(),
-            call_limits=(),
-            governed=False,
-            reserve_price=None,
-            route_type=RouteType.EMBEDDINGS,
-        )
+        entry = _unlimited_embeddings()
         ticket = await governor.admit(entry, "team", {}, {"input": "x"})
         governor.record("team", "chat", "fake/m", Usage(10, 10), None)
         await governor.settle(ticket, Usage(10, 10), None)
@@ -300,14 +298,7 @@ def test_a_budget_added_by_a_reload_starts_from_the_redis_usage(redis_url: str) 
         governor = _governor(store, _auth(None))
         await governor.start()
         governor.record("team", "chat", "fake/m", Usage(100, 50), None)  # not written yet
-        entry = SimpleNamespace(
-            name="chat",
-            token_limits=(),
-            call_limits=(),
-            governed=False,
-            reserve_price=None,
-            route_type=RouteType.EMBEDDINGS,
-        )
+        entry = _unlimited_embeddings()
         assert governor.applies(entry, "team", _auth("{tokens: 600, period: month}"))
         ticket = await governor.admit(entry, "team", {}, {"input": "x"})  # 550 spent: admitted
         await governor.settle(ticket, Usage(40, 10), None)
