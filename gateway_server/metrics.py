@@ -246,10 +246,6 @@ class Metrics:
         if completion:
             self.add(TOKENS, (route, provider, model, "completion", key), completion)
 
-    def cost(self, route: str, provider: str, model: str, key: str, dollars: float) -> None:
-        """The hook for prices: called with each answer's cost once the route has one."""
-        self.add(COST, (route, provider, model, key), dollars)
-
     def breaker(self, route: str, provider: str, model: str, state: str) -> None:
         """This worker's breaker for (route's) model is in ``state`` now (one worker counts once)."""
         ident = (route, provider, model)

@@ -68,8 +68,7 @@ async def read_body(
     declared = declared_length(fields if fields is not None else scope["headers"])
     if declared is not None and declared > limit:
         raise _too_large(declared, limit)
-    message: dict[str, Any] | None = await receive()
-    assert message is not None
+    message = await receive()
     if not message.get("more_body", False) and message["type"] == "http.request":
         body: bytes = message.get("body", b"")
         if len(body) > limit:
@@ -78,8 +77,6 @@ async def read_body(
     chunks = []
     size = 0
     while True:
-        if message is None:
-            message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientGone
         chunk = message.get("body", b"")
@@ -93,7 +90,7 @@ async def read_body(
             chunks.append(chunk)
         if not message.get("more_body", False):
             break
-        message = None
+        message = await receive()
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
