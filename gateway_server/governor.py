@@ -334,22 +334,26 @@ class Governor:
         nano = self.record(key_name, route, served.label, usage, served.price)
         if ticket is None or not (ticket.windows or ticket.budgets):
             return None
-        windows, budgets = _deltas(ticket, usage, nano)
-        if self._local:
-            self.store.defer(windows, budgets)  # in-process: the same as settle, without a coroutine
-            return None
-        return self.store.settle(windows, budgets)  # type: ignore[no-any-return]
+        return self._write(*_deltas(ticket, usage, nano))
 
     async def settle(self, ticket: Ticket | None, usage: Usage, price: Price | None) -> None:
         """Replace the ticket's reservations by what the answer used (zero when it failed); once:
         the ticket is empty afterwards."""
         if ticket is None or not (ticket.windows or ticket.budgets):
             return
-        windows, budgets = _deltas(ticket, usage, nano_cost(usage.prompt, usage.completion, price))
+        pending = self._write(*_deltas(ticket, usage, nano_cost(usage.prompt, usage.completion, price)))
+        if pending is not None:
+            await pending
+
+    def _write(
+        self, windows: list[tuple[WindowCheck, int, int]], budgets: list[tuple[BudgetCheck, int]]
+    ) -> Awaitable[None] | None:
+        """Apply settling's changes: in-process counters at once (no coroutine); a shared store's
+        write is the returned awaitable."""
         if self._local:
             self.store.defer(windows, budgets)
-        else:
-            await self.store.settle(windows, budgets)
+            return None
+        return self.store.settle(windows, budgets)  # type: ignore[no-any-return]
 
     def release_soon(self, ticket: Ticket | None) -> None:
         """Give back a ticket's reservations without awaiting: for a request being cancelled
