@@ -21,15 +21,15 @@ from gateway_server.usage_store import BudgetCheck, EmbeddedStore, WindowCheck
 
 
 async def _per_request(store: Any, requests: int) -> tuple[float, float]:
-    window = WindowCheck("t|route:bench|*|60", 10**15, 60, 1100)
-    budget = BudgetCheck("b|bench|usd|2026-12", 10**18, 700_000, 86400)
+    window = WindowCheck("t|route:bench|*|60", 10**15, 60)
+    budget = BudgetCheck("b|bench|usd|2026-12", 10**18, time.time() + 86400)
     for _ in range(200):  # warm-up
-        admission = await store.admit([window], [budget])
-        await store.settle([(window, admission.window[0], -100)], [(budget, -100)])
+        _, _, hold = await store.admit([window], 1100, [budget], 700_000)
+        await store.settle(hold, -100, -100)
     wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(requests):
-        admission = await store.admit([window], [budget])
-        await store.settle([(window, admission.window[0], -100)], [(budget, -100)])
+        _, _, hold = await store.admit([window], 1100, [budget], 700_000)
+        await store.settle(hold, -100, -100)
     return (time.perf_counter() - wall) / requests * 1e6, (time.process_time() - cpu) / requests * 1e6
 
 

@@ -22,7 +22,7 @@ import math
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from gateway_server.errors import GatewayError, RateLimitError, SharedStateUnavailableError
 from gateway_server.governance import Budget, TokenLimit, budget_period, nano_cost, token_figures
@@ -42,7 +42,6 @@ logger = logging.getLogger("gateway_server.usage")
 
 ANONYMOUS = "-"  # the usage key name of a gateway without auth keys
 EMBEDDINGS = RouteType.EMBEDDINGS
-_SETTLED: tuple[Any, ...] = ()  # a ticket's reservations once settled: a second settle is a no-op
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,25 +77,44 @@ def key_rules(auth: AuthConfig | None) -> dict[str, KeyRules]:
 
 class Ticket:
     """What admission reserved for one request, to be settled on what it used: once. A settle
-    empties it, so a release after a charge (an error raised after the answer was charged) or a
-    second release gives nothing back twice."""
+    empties it (``hold`` None), so a release after a charge (an error raised after the answer was
+    charged) or a second release gives nothing back twice."""
 
-    __slots__ = ("budgets", "headers", "windows")
+    __slots__ = ("headers", "hold", "tokens", "units", "usd")
 
-    def __init__(self) -> None:
-        self.windows: Sequence[tuple[WindowCheck, int]] = _SETTLED  # (check, window number)
-        self.budgets: Sequence[tuple[BudgetCheck, Budget]] = _SETTLED
-        self.headers: list[tuple[bytes, bytes]] = []
+    def __init__(
+        self, headers: list[tuple[bytes, bytes]], hold: Any = None, tokens: int = 0, units: int = 0, usd: bool = False
+    ) -> None:
+        self.headers = headers
+        self.hold = hold  # the store's (usage_store.Admission); None: nothing reserved, or settled
+        self.tokens = tokens  # reserved in each token window
+        self.units = units  # reserved in the budget, in its units
+        self.usd = usd  # the budget counts nano-dollars (else tokens)
 
 
-class _Plan(NamedTuple):
-    """What admission checks for one route and key (:meth:`Governor._plan`)."""
+class _Plan:
+    """What admission checks for one route and key (:meth:`Governor._plan`), made once."""
 
-    entry: RouteEntry
-    rules: KeyRules | None
-    calls: tuple[tuple[RouteLimit, str | None], ...]  # (limit, who it counts; None: per client)
-    tokens: tuple[tuple[TokenLimit, str | None], ...]  # (limit, its counter; None: per client)
-    budget: Budget | None
+    __slots__ = ("budget", "budget_check", "calls", "entry", "per_client", "rules", "tokens", "usd", "windows")
+
+    def __init__(
+        self,
+        entry: RouteEntry,
+        rules: KeyRules | None,
+        calls: tuple[tuple[RouteLimit, str | None], ...],
+        tokens: tuple[tuple[TokenLimit, WindowCheck | None], ...],
+        budget: Budget | None,
+    ) -> None:
+        self.entry = entry
+        self.rules = rules
+        self.calls = calls  # (limit, who it counts; None: per client)
+        self.tokens = tokens  # (limit, its window check; None: per client, made per request)
+        # The window checks when the config fixes every counter (no per-client token limit).
+        self.per_client = any(check is None for _, check in tokens)
+        self.windows: tuple[WindowCheck, ...] = () if self.per_client else tuple(c for _, c in tokens if c)
+        self.budget = budget
+        self.budget_check: BudgetCheck | None = None  # the current period's (made on first use)
+        self.usd = budget is not None and budget.unit == "usd"  # the budget counts nano-dollars
 
 
 _MAX_PLANS = 4096
@@ -218,7 +236,6 @@ class Governor:
         self, entry: RouteEntry, key_name: str | None, scope: dict[str, Any], payload: dict[str, Any]
     ) -> Ticket:
         """Check and reserve; raise the 429 (or 503) that refuses the request."""
-        ticket = Ticket()
         plan = self._plans.get((entry.name, key_name))
         if plan is None or plan.entry is not entry:
             plan = self._plan(entry, key_name)
@@ -232,45 +249,44 @@ class Governor:
                 raise _refused(decision, plan.rules)
             if tightest is None or decision.remaining < tightest.remaining:
                 tightest = decision
-        if tightest is not None:
-            ticket.headers = tightest.headers()
+        headers = tightest.headers() if tightest is not None else []
         limits = plan.tokens
         budget = plan.budget
         if not limits and budget is None:
-            return ticket
+            return Ticket(headers)
         prompt = estimate_prompt_tokens(payload)
         estimate = prompt + completion_reserve(payload, entry.route_type is EMBEDDINGS)
-        windows = [
-            WindowCheck(
-                counter or limit.counter(limit_key(limit.key, scope, key_name)),
-                limit.tokens,
-                limit.period_seconds,
-                estimate,
-            )
-            for limit, counter in limits
-        ]
-        budgets = []
+        windows = plan.windows
+        if plan.per_client:  # a window counted per client address: its counter is the request's
+            windows = _client_windows(limits, scope, key_name)
         now = self.clock()
-        end = 0.0
+        units = 0
+        budgets: tuple[BudgetCheck, ...] = ()
         if budget is not None:
             if self._priming and budget.key_name in self._priming:  # new budget: seed it first, once
                 await self._primed(budget.key_name)
                 now = self.clock()
-            period_id, _, end = self._period(budget.period, now)
-            reserve = budget.charge(prompt, estimate - prompt, entry.reserve_price)
-            budgets.append(
-                BudgetCheck(budget.counter(period_id), budget.amount, reserve, int(end - now) + 86400)
-            )
+            budgets = (self._budget_check(plan, budget, now),)
+            units = budget.charge(prompt, estimate - prompt, entry.reserve_price)
         store = self.store
-        admission = store.admit_now(windows, budgets) if self._local else await store.admit(windows, budgets)
-        figures = admission.figures
-        if admission.refused >= 0:
-            raise self._refusal(admission.refused, figures, limits, budget, end, now)
+        refused, figures, hold = (
+            store.admit_now(windows, estimate, budgets, units)
+            if self._local  # in-process counters: no coroutine
+            else await store.admit(windows, estimate, budgets, units)
+        )
+        if refused >= 0:
+            raise self._refusal(refused, figures, limits, budgets, budget, now)
         if limits:
-            ticket.headers = ticket.headers + _token_headers(limits, figures, estimate, now)
-        ticket.windows = list(zip(windows, admission.window, strict=True))
-        ticket.budgets = [(budgets[0], budget)] if budget is not None else _SETTLED
-        return ticket
+            headers = headers + _token_headers(limits, figures, estimate, now)
+        return Ticket(headers, hold, estimate, units, plan.usd)
+
+    def _budget_check(self, plan: _Plan, budget: Budget, now: float) -> BudgetCheck:
+        """The plan's budget check for the period holding ``now``, made once a period."""
+        period_id, _, ends = self._period(budget.period, now)
+        check = plan.budget_check
+        if check is None or check.ends != ends:
+            check = plan.budget_check = BudgetCheck(budget.counter(period_id), budget.amount, ends)
+        return check
 
     def _plan(self, entry: RouteEntry, key_name: str | None) -> _Plan:
         """What admission checks for this route and key, with everything the config fixes made
@@ -280,13 +296,13 @@ class Governor:
         calls: list[tuple[RouteLimit, str | None]] = [
             (call, _fixed_who(call.key, key_name)) for call in entry.call_limits
         ]
-        tokens: list[tuple[TokenLimit, str | None]] = []
+        tokens: list[tuple[TokenLimit, WindowCheck | None]] = []
         for limit in entry.token_limits:
             who = _fixed_who(limit.key, key_name)
-            tokens.append((limit, None if who is None else limit.counter(who)))
+            tokens.append((limit, None if who is None else _window_check(limit, who)))
         if rules is not None:
             calls += [(call, "*") for call in rules.call_limits]
-            tokens += [(limit, limit.counter("*")) for limit in rules.token_limits]
+            tokens += [(limit, _window_check(limit, "*")) for limit in rules.token_limits]
         budget = rules.budget if rules is not None else None
         if len(self._plans) >= _MAX_PLANS:  # routes churned at run time: start the table again
             self._plans.clear()
@@ -297,9 +313,9 @@ class Governor:
         self,
         refused: int,
         figures: list[int],
-        limits: Sequence[tuple[TokenLimit, str | None]],
+        limits: Sequence[tuple[TokenLimit, Any]],
+        budgets: Sequence[BudgetCheck],
         budget: Budget | None,
-        end: float,
         now: float,
     ) -> GatewayError:
         """The 429 of the token window (index ``refused``) or of the budget (after the windows)."""
@@ -308,7 +324,7 @@ class Governor:
             used, reset = self._window(limit, figures, refused, now)
             return limit.error(used, reset)
         assert budget is not None
-        return budget.error(figures[-1], end, now)
+        return budget.error(figures[-1], budgets[0].ends, now)
 
     @staticmethod
     def _window(limit: TokenLimit, figures: list[int], index: int, now: float) -> tuple[float, float]:
@@ -332,38 +348,38 @@ class Governor:
         the model that ``served`` it (reliability.Target). In-process counters are settled here
         and then; with a shared store, the returned awaitable settles (await it)."""
         nano = self.record(key_name, route, served.label, usage, served.price)
-        if ticket is None or not (ticket.windows or ticket.budgets):
+        if ticket is None or ticket.hold is None:
             return None
-        return self._write(*_deltas(ticket, usage, nano))
+        return self._write(ticket, usage.prompt + usage.completion, nano)
 
     async def settle(self, ticket: Ticket | None, usage: Usage, price: Price | None) -> None:
         """Replace the ticket's reservations by what the answer used (zero when it failed); once:
         the ticket is empty afterwards."""
-        if ticket is None or not (ticket.windows or ticket.budgets):
+        if ticket is None or ticket.hold is None:
             return
-        pending = self._write(*_deltas(ticket, usage, nano_cost(usage.prompt, usage.completion, price)))
+        nano = nano_cost(usage.prompt, usage.completion, price)
+        pending = self._write(ticket, usage.prompt + usage.completion, nano)
         if pending is not None:
             await pending
 
-    def _write(
-        self, windows: list[tuple[WindowCheck, int, int]], budgets: list[tuple[BudgetCheck, int]]
-    ) -> Awaitable[None] | None:
-        """Apply settling's changes: in-process counters at once (no coroutine); a shared store's
+    def _write(self, ticket: Ticket, tokens: int, nano: int) -> Awaitable[None] | None:
+        """Settle ``ticket`` on an answer of ``tokens`` costing ``nano`` nano-dollars, once (the
+        ticket is emptied first): in-process counters at once (no coroutine); a shared store's
         write is the returned awaitable."""
+        hold, ticket.hold = ticket.hold, None
+        units = (nano if ticket.usd else tokens) - ticket.units
         if self._local:
-            self.store.defer(windows, budgets)
+            self.store.settle_now(hold, tokens - ticket.tokens, units)
             return None
-        return self.store.settle(windows, budgets)  # type: ignore[no-any-return]
+        return self.store.settle(hold, tokens - ticket.tokens, units)  # type: ignore[no-any-return]
 
     def release_soon(self, ticket: Ticket | None) -> None:
         """Give back a ticket's reservations without awaiting: for a request being cancelled
         (a second cancel cannot interrupt it). The shared store writes it with its next flush."""
-        if ticket is None or not (ticket.windows or ticket.budgets):
+        if ticket is None or ticket.hold is None:
             return
-        windows = [(check, window, -check.reserve) for check, window in ticket.windows]
-        budgets = [(check, -check.reserve) for check, _ in ticket.budgets]
-        ticket.windows = ticket.budgets = _SETTLED
-        self.store.defer(windows, budgets)
+        hold, ticket.hold = ticket.hold, None
+        self.store.defer(hold, -ticket.tokens, -ticket.units)
 
     async def budget_status(self, auth: AuthConfig | None) -> list[dict[str, Any]]:
         """Every key: scopes, budget, what is spent and left, limits (never the key itself)."""
@@ -397,22 +413,21 @@ class Governor:
         return rows
 
 
-def _deltas(
-    ticket: Ticket, usage: Usage, nano: int
-) -> tuple[list[tuple[WindowCheck, int, int]], list[tuple[BudgetCheck, int]]]:
-    """What settling changes: each window and budget by what the answer used (``nano``: its cost
-    in nano-dollars) minus what admission reserved. Empties the ticket: it is settled once."""
-    total = usage.prompt + usage.completion
-    windows = [(check, window, total - check.reserve) for check, window in ticket.windows]
-    budgets = [
-        (check, (nano if budget.unit == "usd" else total) - check.reserve) for check, budget in ticket.budgets
-    ]
-    ticket.windows = ticket.budgets = _SETTLED
-    return windows, budgets
+def _window_check(limit: TokenLimit, who: str) -> WindowCheck:
+    return WindowCheck(limit.counter(who), limit.tokens, limit.period_seconds)
+
+
+def _client_windows(
+    limits: Sequence[tuple[TokenLimit, WindowCheck | None]], scope: dict[str, Any], key_name: str | None
+) -> tuple[WindowCheck, ...]:
+    """A plan's window checks with those counted per client address made for this request."""
+    return tuple(
+        check or _window_check(limit, limit_key(limit.key, scope, key_name)) for limit, check in limits
+    )
 
 
 def _token_headers(
-    limits: Sequence[tuple[TokenLimit, str | None]], figures: list[int], estimate: int, now: float
+    limits: Sequence[tuple[TokenLimit, Any]], figures: list[int], estimate: int, now: float
 ) -> list[tuple[bytes, bytes]]:
     """``X-RateLimit-*-Tokens`` of the window with the fewest tokens left, after this request."""
     best = 0

@@ -106,6 +106,11 @@ return current
 """
 
 
+def _budget_ttl(budget: BudgetCheck, now: float) -> int:
+    """Seconds a budget counter must live: until its period ends, plus a day."""
+    return int(budget.ends - now) + 86400
+
+
 class RedisUsageStore:
     """The shared store (see the module docstring)."""
 
@@ -141,7 +146,10 @@ class RedisUsageStore:
             "(Redis) did not answer, so it was neither checked nor made. Retry shortly."
         )
 
-    async def admit(self, windows: Sequence[WindowCheck], budgets: Sequence[BudgetCheck]) -> Admission:
+    async def admit(
+        self, windows: Sequence[WindowCheck], tokens: int, budgets: Sequence[BudgetCheck], units: int
+    ) -> Admission:
+        """Check and reserve in one script; the hold is the checks and the windows' numbers."""
         now = self.clock()
         keys: list[str] = []
         args: list[Any] = [len(windows)]
@@ -151,52 +159,53 @@ class RedisUsageStore:
             numbers.append(window)
             keys += (self._key(f"{check.counter}:{window - 1}"), self._key(f"{check.counter}:{window}"))
             share = (check.period - (now - window * check.period)) / check.period
-            args += (check.limit, repr(share), check.reserve, 2 * check.period)
+            args += (check.limit, repr(share), tokens, 2 * check.period)
         for budget in budgets:
             keys.append(self._key(budget.counter))
-            args += (budget.amount, budget.reserve, budget.ttl)
+            args += (budget.amount, units, _budget_ttl(budget, now))
         if self._script is None:
             self._script = self.state.client.register_script(_ADMIT)
         try:
             reply = await self._script(keys=keys, args=args)
         except self._errors() as exc:
             raise self._unavailable(exc, "requests with token limits or budgets get 503") from None
-        return Admission(int(reply[0]), [int(value) for value in reply[1:]], numbers)
+        refused = int(reply[0])
+        return refused, [int(value) for value in reply[1:]], (windows, numbers, budgets) if refused < 0 else None
 
-    async def settle(
-        self, windows: Sequence[tuple[WindowCheck, int, int]], budgets: Sequence[tuple[BudgetCheck, int]]
-    ) -> None:
-        if not windows and not budgets:
-            return
+    async def settle(self, hold: Any, tokens: int, units: int) -> None:
+        """``tokens`` more (or fewer) in each window held, ``units`` in each budget: one MULTI."""
+        windows, numbers, budgets = hold
         try:
             async with self.state.client.pipeline(transaction=True) as pipe:
-                for check, window, delta in windows:
+                for check, window in zip(windows, numbers, strict=True):
                     key = self._key(f"{check.counter}:{window}")
-                    pipe.incrby(key, delta)
+                    pipe.incrby(key, tokens)
                     pipe.expire(key, 2 * check.period)
-                for budget, delta in budgets:
+                now = self.clock()
+                for budget in budgets:
                     key = self._key(budget.counter)
-                    pipe.incrby(key, delta)
-                    pipe.expire(key, budget.ttl)
+                    pipe.incrby(key, units)
+                    pipe.expire(key, _budget_ttl(budget, now))
                 await pipe.execute()
         except self._errors() as exc:
-            self.defer(windows, budgets)
+            self.defer(hold, tokens, units)
             logger.error("%s", self.state.unreachable(exc, "an answer's settle is kept and written later"))
         except asyncio.CancelledError:  # cancelled mid-way (shutdown): kept, written by the last flush
-            self.defer(windows, budgets)
+            self.defer(hold, tokens, units)
             raise
 
-    def defer(
-        self, windows: Sequence[tuple[WindowCheck, int, int]], budgets: Sequence[tuple[BudgetCheck, int]]
-    ) -> None:
+    def defer(self, hold: Any, tokens: int, units: int) -> None:
         """Keep a settle for the next write (no await: a cancelled request's release, a settle
         Redis did not take). Summed per Redis key; each counts until its key counts nothing."""
+        windows, numbers, budgets = hold
         unsettled = self.unsettled
-        for check, window, delta in windows:
-            self._keep(unsettled, f"{check.counter}:{window}", delta, 2 * check.period, (window + 2) * check.period)
-        now = int(self.clock())
-        for budget, delta in budgets:
-            self._keep(unsettled, budget.counter, delta, budget.ttl, now + budget.ttl)
+        for check, window in zip(windows, numbers, strict=True):
+            period = check.period
+            self._keep(unsettled, f"{check.counter}:{window}", tokens, 2 * period, (window + 2) * period)
+        now = self.clock()
+        for budget in budgets:
+            ttl = _budget_ttl(budget, now)
+            self._keep(unsettled, budget.counter, units, ttl, int(now) + ttl)
 
     def _keep(self, unsettled: dict[str, list[int]], counter: str, delta: int, ttl: int, until: int) -> None:
         key = self._key(counter)

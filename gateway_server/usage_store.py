@@ -65,23 +65,26 @@ ON CONFLICT (hour, key, route, model) DO UPDATE SET
 
 
 class WindowCheck(NamedTuple):
+    """A token window to check: made once per route and key where the config fixes its counter."""
+
     counter: str  # TokenLimit.counter(who)
     limit: int
     period: int
-    reserve: int  # tokens reserved in the current window when admitted
 
 
 class BudgetCheck(NamedTuple):
+    """A budget to check: made once per key and period."""
+
     counter: str  # Budget.counter(period id)
     amount: int
-    reserve: int
-    ttl: int  # seconds the counter must outlive (Redis): until the period's end, plus a day
+    ends: float  # UNIX time the period ends (a Redis counter outlives it by a day)
 
 
-class Admission(NamedTuple):
-    refused: int  # -1: admitted (and reserved); else the index of the refusing check (windows first)
-    figures: list[int]  # per window (previous, current), then per budget its spend; up to ``refused``
-    window: list[int]  # per window check, the window number the reservation went into
+# What a store's ``admit`` returns: ``(refused, figures, hold)``. ``refused`` is -1 when admitted
+# (and reserved), else the index of the refusing check (windows first); ``figures`` are, per window,
+# (previous, current), then per budget its spend, up to the refusing check; ``hold`` is what
+# settling needs, the store's own (None when refused). A plain tuple: one is made per request.
+Admission = tuple[int, list[int], Any]
 
 
 Row = tuple[int, str, str, str]  # hour, key, route, model
@@ -160,7 +163,7 @@ class EmbeddedStore:
         self.ledger = UsageLedger()
         self._windows: dict[str, list[int]] = {}  # counter -> [window, current, previous, period]
         self._sweep_at = _MIN_SWEEP
-        self._spend: dict[str, int] = {}  # budget counter -> units spent (and reserved)
+        self._spend: dict[str, list[int]] = {}  # budget counter -> [units spent (and reserved)]
         self._executor: ThreadPoolExecutor | None = None  # the one thread that touches SQLite
         self._db: sqlite3.Connection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -226,24 +229,43 @@ class EmbeddedStore:
     async def seed(self, counter: str, spent: int, ttl: int) -> None:
         """A budget counter starts from at least ``spent`` (what the usage table says was spent in
         its period); a counter already higher (reservations of running requests) keeps its value."""
-        self._spend[counter] = max(self._spend.get(counter, 0), spent)
+        slot = self._budget_slot(counter)
+        slot[0] = max(slot[0], spent)
+
+    def _budget_slot(self, counter: str) -> list[int]:
+        """The one-item list holding a budget counter's spend. A new counter (a new period, or a
+        new unit) replaces the key's earlier ones: the table holds one counter per key and unit."""
+        slot = self._spend.get(counter)
+        if slot is None:
+            family = counter.rsplit("|", 1)[0] + "|"  # b|<key>|<unit>| (a period id holds no "|")
+            size = len(family)
+            for old in [n for n in self._spend if n.startswith(family) and "|" not in n[size:]]:
+                del self._spend[old]
+            slot = self._spend[counter] = [0]
+        return slot
 
     # -- the interface the governor uses ---------------------------------------------------------
 
-    async def admit(self, windows: Sequence[WindowCheck], budgets: Sequence[BudgetCheck]) -> Admission:
-        return self.admit_now(windows, budgets)
+    async def admit(
+        self, windows: Sequence[WindowCheck], tokens: int, budgets: Sequence[BudgetCheck], units: int
+    ) -> Admission:
+        return self.admit_now(windows, tokens, budgets, units)
 
-    def admit_now(self, windows: Sequence[WindowCheck], budgets: Sequence[BudgetCheck]) -> Admission:
-        """:meth:`admit` without the coroutine (the governor calls this one: nothing here waits)."""
+    def admit_now(
+        self, windows: Sequence[WindowCheck], tokens: int, budgets: Sequence[BudgetCheck], units: int
+    ) -> Admission:
+        """Check every window and budget; if none is used up, reserve ``tokens`` in each window and
+        ``units`` in each budget. The hold is the counters' own slots (with each window's number),
+        so settling looks nothing up. :meth:`admit` without the coroutine (the governor calls this
+        one: nothing here waits)."""
         now = self.clock()
         figures: list[int] = []
-        numbers: list[int] = []
         slots = self._windows
         if len(slots) >= self._sweep_at:
             self._sweep(now)
-        held = []  # each window's slot, reserved into once every check has passed
+        held = []  # (slot, window number): reserved into once every check has passed
         index = 0
-        for counter, limit, period, _ in windows:
+        for counter, limit, period in windows:
             window = int(now // period)
             slot = slots.get(counter)  # [window, current, previous, period]
             if slot is None:
@@ -254,58 +276,53 @@ class EmbeddedStore:
                 slot[0] = window
             previous, current = slot[2], slot[1]
             figures += (previous, current)
-            numbers.append(window)
-            held.append(slot)
             if previous * (period - (now - window * period)) / period + current >= limit:
-                return Admission(index, figures, numbers)
+                return index, figures, None
+            held.append((slot, window))
             index += 1
-        spend = self._spend
-        for counter, amount, _, _ in budgets:
-            spent = spend.get(counter)
-            if spent is None:  # a new period (the governor seeds a budget's first one: spend_since)
-                spent = spend[counter] = 0
-            figures.append(spent)
-            if spent >= amount:
-                return Admission(index, figures, numbers)
+        spends = []
+        for counter, amount, _ in budgets:
+            spend = self._spend.get(counter) or self._budget_slot(counter)
+            figures.append(spend[0])
+            if spend[0] >= amount:
+                return index, figures, None
+            spends.append(spend)
             index += 1
-        for slot, check in zip(held, windows, strict=True):
-            slot[1] += check.reserve
-        for budget in budgets:
-            spend[budget.counter] += budget.reserve
-        return Admission(-1, figures, numbers)
+        for slot, _ in held:
+            slot[1] += tokens
+        for spend in spends:
+            spend[0] += units
+        return -1, figures, (held, spends)
 
     def _sweep(self, now: float) -> None:
         """Drop windows that count nothing any more (both passed), once the table has doubled
-        since the last sweep: memory follows the recently active keys (e.g. client IPs)."""
+        since the last sweep: memory follows the recently active keys (e.g. client IPs). A hold
+        on a dropped slot settles into nothing, which is right: its window counts nothing."""
         slots = self._windows
         for name in [name for name, slot in slots.items() if now // slot[3] > slot[0] + 1]:
             del slots[name]
         self._sweep_at = max(_MIN_SWEEP, 2 * len(slots))
 
-    async def settle(
-        self, windows: Sequence[tuple[WindowCheck, int, int]], budgets: Sequence[tuple[BudgetCheck, int]]
-    ) -> None:
-        """Replace reservations by actual figures: ``(check, window number, delta)`` per window and
-        ``(check, delta)`` per budget."""
-        self.defer(windows, budgets)
+    async def settle(self, hold: Any, tokens: int, units: int) -> None:
+        """Replace reservations by actual figures: ``tokens`` more (or fewer) in each window held,
+        ``units`` in each budget."""
+        self.settle_now(hold, tokens, units)
 
-    def defer(
-        self, windows: Sequence[tuple[WindowCheck, int, int]], budgets: Sequence[tuple[BudgetCheck, int]]
-    ) -> None:
-        """:meth:`settle` without awaiting (a cancelled request's release): here it is the same."""
-        for check, window, delta in windows:
-            slot = self._windows.get(check.counter)
-            if slot is None:
-                continue
+    def settle_now(self, hold: Any, tokens: int, units: int) -> None:
+        """:meth:`settle` without the coroutine (the governor calls this one)."""
+        windows, spends = hold
+        for slot, window in windows:
             if slot[0] == window:
-                slot[1] = max(0, slot[1] + delta)
-            elif slot[0] == window + 1:
-                slot[2] = max(0, slot[2] + delta)
-        for budget, delta in budgets:
-            self._spend[budget.counter] = max(0, self._spend.get(budget.counter, 0) + delta)
+                slot[1] = max(0, slot[1] + tokens)
+            elif slot[0] == window + 1:  # the window has turned: the reservation is in the previous
+                slot[2] = max(0, slot[2] + tokens)
+        for spend in spends:
+            spend[0] = max(0, spend[0] + units)
+
+    defer = settle_now  # a release that cannot wait (a cancelled request): here it is the same
 
     async def spent(self, counters: Sequence[str]) -> list[int]:
-        return [self._spend.get(counter, 0) for counter in counters]
+        return [self._spend.get(counter, (0,))[0] for counter in counters]
 
     async def usage(self, since: float, by: str) -> list[dict[str, Any]]:
         await self.flush()

@@ -100,29 +100,56 @@ class Clock:
 
 def test_embedded_store_reserves_settles_and_refuses(tmp_path: Path) -> None:
     clock = Clock(_at("2026-12-02T10:00:00"))
-    window = WindowCheck("t|route:chat|*|3600", 100, 3600, 40)
-    budget = BudgetCheck("b|team|tokens|2026-12", 90, 40, 86400)
+    window = WindowCheck("t|route:chat|*|3600", 100, 3600)
+    budget = BudgetCheck("b|team|tokens|2026-12", 90, _at("2027-01-01T00:00:00"))
 
     async def run() -> None:
         store = EmbeddedStore(str(tmp_path / "usage.db"), clock=clock)
-        first = await store.admit([window], [budget])
-        assert first.refused == -1 and first.figures == [0, 0, 0]
-        second = await store.admit([window], [budget])  # sees the first one's reservation
-        assert second.figures == [0, 40, 40]
-        await store.settle([(window, first.window[0], 10 - 40)], [(budget, 10 - 40)])
-        await store.settle([(window, second.window[0], 50 - 40)], [(budget, 50 - 40)])
+        refused, figures, first = await store.admit([window], 40, [budget], 40)
+        assert refused == -1 and figures == [0, 0, 0]
+        _, figures, second = await store.admit([window], 40, [budget], 40)  # sees the first's reservation
+        assert figures == [0, 40, 40]
+        await store.settle(first, 10 - 40, 10 - 40)
+        await store.settle(second, 50 - 40, 50 - 40)
         assert await store.spent([budget.counter]) == [60]
-        third = await store.admit([window], [budget])
-        assert third.refused == -1 and third.figures == [0, 60, 60]
-        await store.settle([(window, third.window[0], 40 - 40)], [(budget, 0)])
-        refused = await store.admit([window], [budget])  # 100 tokens in the window: used up
-        assert refused.refused == 0
+        refused, figures, third = await store.admit([window], 40, [budget], 40)
+        assert refused == -1 and figures == [0, 60, 60]
+        await store.settle(third, 0, 0)
+        refused, _, hold = await store.admit([window], 40, [budget], 40)  # 100 tokens: used up
+        assert refused == 0 and hold is None
         clock.now += 3600  # the next window: the previous one's 100 count by its overlap
-        refused_by_budget = await store.admit([window._replace(limit=1000)], [budget])
-        assert refused_by_budget.refused == 1 and refused_by_budget.figures[-1] == 100
+        refused, figures, _ = await store.admit([window._replace(limit=1000)], 40, [budget], 40)
+        assert refused == 1 and figures[-1] == 100
         await store.close()
 
     asyncio.run(run())
+
+
+def test_a_settle_after_the_window_turned_goes_into_the_previous_window() -> None:
+    clock = Clock(_at("2026-12-02T10:59:59"))
+    window = WindowCheck("t|route:chat|*|3600", 1000, 3600)
+
+    async def run() -> list[int]:
+        store = EmbeddedStore(clock=clock)
+        _, _, hold = await store.admit([window], 100, [], 0)
+        clock.now += 2  # the next hour: the reservation is in the previous window now
+        await store.admit([window], 0, [], 0)
+        await store.settle(hold, 30 - 100, 0)
+        return store._windows[window.counter][1:3]
+
+    assert asyncio.run(run()) == [0, 30]  # current 0, previous 30
+
+
+def test_a_new_budget_period_replaces_the_keys_earlier_counter_only() -> None:
+    async def run() -> list[str]:
+        store = EmbeddedStore()
+        for counter in ("b|team|usd|2026-11", "b|team|tokens|2026-11", "b|team|usd|x|2026-11"):
+            await store.admit([], 0, [BudgetCheck(counter, 10**9, 0.0)], 5)
+        await store.admit([], 0, [BudgetCheck("b|team|usd|2026-12", 10**9, 0.0)], 5)
+        return sorted(store._spend)
+
+    # The key 'team|usd' (a name may hold '|') keeps its counter; 'team' in USD has one, the new one.
+    assert asyncio.run(run()) == ["b|team|tokens|2026-11", "b|team|usd|2026-12", "b|team|usd|x|2026-11"]
 
 
 def test_embedded_store_keeps_usage_and_spend_across_a_restart(tmp_path: Path) -> None:
@@ -248,10 +275,10 @@ def test_embedded_store_forgets_windows_that_count_nothing() -> None:
     async def run() -> int:
         store = EmbeddedStore(clock=clock)
         for index in range(1000):  # one window per client address, say
-            await store.admit([WindowCheck(f"t|route:chat|10.0.{index}|60", 100, 60, 5)], [])
+            await store.admit([WindowCheck(f"t|route:chat|10.0.{index}|60", 100, 60)], 5, [], 0)
         clock.now += 180  # three windows later every one of them counts nothing
         for index in range(50):  # the table reaches the sweep size: the dead ones go
-            await store.admit([WindowCheck(f"t|route:chat|10.1.{index}|60", 100, 60, 5)], [])
+            await store.admit([WindowCheck(f"t|route:chat|10.1.{index}|60", 100, 60)], 5, [], 0)
         return len(store._windows)
 
     assert asyncio.run(run()) == 50  # only the live ones

@@ -109,7 +109,7 @@ def test_a_cancelled_request_gives_its_reservation_back_without_awaiting() -> No
         assert _used(store) == 514
         await governor.settle(tickets[1], Usage(), None)
         assert _used(store) == 0
-        governor.release_soon(Ticket())  # nothing reserved: nothing to give back
+        governor.release_soon(Ticket([]))  # nothing reserved: nothing to give back
         governor.release_soon(None)
 
     _run(run)
@@ -274,7 +274,7 @@ def test_kept_settles_are_bounded_by_the_live_counters(redis_url: str) -> None:
         governor.clock = store.clock
         for _ in range(2):
             ticket = await governor.admit(_entry(), None, {}, dict(PAYLOAD))
-            store.defer([(check, window, -check.reserve) for check, window in ticket.windows], [])
+            store.defer(ticket.hold, -ticket.tokens, 0)
         assert len(store.unsettled) == 1  # one Redis key, its deltas summed
         clock[0] += 2 * 3600  # that window counts nothing any more: dropped, not written
         await store.flush()
