@@ -30,14 +30,18 @@ costs 0.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import orjson
+
 __all__ = [
     "CHARS_PER_TOKEN",
     "DEFAULT_COMPLETION_RESERVE",
+    "IMAGE_TOKENS",
     "MESSAGE_OVERHEAD_TOKENS",
     "Price",
     "StreamUsage",
@@ -53,6 +57,12 @@ __all__ = [
 
 CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD_TOKENS = 4
+# An image, audio or file part of a prompt: what a 1024 x 1024 image costs at OpenAI's high detail
+# (the size is not known without decoding it; a reservation errs on the high side).
+IMAGE_TOKENS = 765
+_MEDIA_PARTS = frozenset(
+    ("image_url", "image", "input_image", "input_audio", "audio", "file", "input_file", "document")
+)
 # Reserved at admission for a request without max_tokens: a long chat answer. Settled to the
 # actual figure when the answer is in, so this bounds only how far concurrent requests overshoot.
 DEFAULT_COMPLETION_RESERVE = 1024
@@ -98,7 +108,9 @@ def estimate_tokens(chars: int) -> int:
 
 
 def _text_chars(value: Any) -> int:
-    """Characters of text in a content value: a string, or a list of parts with ``text``."""
+    """Characters of text in a content value: a string, or a list of parts (OpenAI's, Anthropic's
+    and the Responses API's): a part's ``text``, a nested ``content`` (a tool result), a tool
+    call's or tool use's arguments; :data:`IMAGE_TOKENS` for an image or file part."""
     if isinstance(value, str):
         return len(value)
     if isinstance(value, list):
@@ -107,31 +119,75 @@ def _text_chars(value: Any) -> int:
             if isinstance(part, str):
                 total += len(part)
             elif isinstance(part, dict):
-                text = part.get("text")
-                if isinstance(text, str):
-                    total += len(text)
+                total += _part_chars(part)
         return total
     return 0
 
 
+def _part_chars(part: dict[str, Any]) -> int:
+    text = part.get("text")
+    if isinstance(text, str):
+        return len(text)
+    kind = part.get("type")
+    if kind in _MEDIA_PARTS:
+        return IMAGE_TOKENS * CHARS_PER_TOKEN
+    chars = _text_chars(part.get("content"))  # a tool result (Anthropic), an input message (Responses)
+    for field in ("input", "arguments"):  # a tool use (Anthropic), a function call (Responses)
+        value = part.get(field)
+        if value is not None:
+            chars += len(value) if isinstance(value, str) else _json_chars(value)
+    return chars
+
+
+def _message_chars(message: dict[str, Any]) -> int:
+    """A chat message's characters beyond a plain string content: parts, tool calls."""
+    chars = _text_chars(message.get("content"))
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            chars += len(function.get("name") or "") + len(str(function.get("arguments") or ""))
+    return chars
+
+
 def estimate_prompt_tokens(payload: Mapping[str, Any]) -> int:
-    """The estimated prompt tokens of a standard request (chat, completions or embeddings)."""
+    """The estimated prompt tokens of a request: chat ``messages`` (with their parts and tool
+    calls), completions' ``prompt``, embeddings' or the Responses API's ``input``, and what else
+    the model reads: ``system`` (Anthropic), ``instructions`` (Responses), ``tools`` (their JSON)."""
     messages = payload.get("messages")
+    tokens = 0
     if isinstance(messages, list):
-        tokens = 0
         for message in messages:
-            if type(message) is dict:
+            if isinstance(message, dict):
                 content = message.get("content")
-                chars = len(content) if type(content) is str else _text_chars(content)
+                if type(content) is str and "tool_calls" not in message:  # the common case
+                    chars = len(content)
+                else:
+                    chars = _message_chars(message)
                 # estimate_tokens, inlined: one per four characters, rounded up (0 for none)
                 tokens += MESSAGE_OVERHEAD_TOKENS + (-(-chars // CHARS_PER_TOKEN) if chars > 0 else 0)
-            elif isinstance(message, dict):
-                tokens += MESSAGE_OVERHEAD_TOKENS + estimate_tokens(_text_chars(message.get("content")))
-        return tokens
-    for field in ("prompt", "input", "text"):
-        value = payload.get(field)
-        if value is not None:
-            return estimate_tokens(_text_chars(value))
+    else:
+        for field in ("prompt", "input", "text"):
+            value = payload.get(field)
+            if value is not None:
+                tokens = estimate_tokens(_text_chars(value))
+                break
+    if "tools" in payload or "system" in payload or "instructions" in payload:
+        tokens += _extra_tokens(payload)
+    return tokens
+
+
+def _extra_tokens(payload: Mapping[str, Any]) -> int:
+    chars = _text_chars(payload.get("system")) + _text_chars(payload.get("instructions"))
+    tools = payload.get("tools")
+    if tools:
+        chars += _json_chars(tools)
+    return estimate_tokens(chars)
+
+
+def _json_chars(value: Any) -> int:
+    """Characters of ``value`` as JSON (tool definitions, a tool call's input)."""
+    with contextlib.suppress(TypeError):  # not JSON-able (an integer past 64 bits): not counted
+        return len(orjson.dumps(value))
     return 0
 
 
@@ -141,11 +197,7 @@ def _choice_chars(choice: Mapping[str, Any]) -> int:
     chars = len(text) if isinstance(text, str) else 0
     message = choice.get("message") or choice.get("delta")
     if isinstance(message, dict):
-        chars += _text_chars(message.get("content"))
-        for call in message.get("tool_calls") or ():
-            function = call.get("function") if isinstance(call, dict) else None
-            if isinstance(function, dict):
-                chars += len(function.get("name") or "") + len(function.get("arguments") or "")
+        chars += _message_chars(message)
     return chars
 
 

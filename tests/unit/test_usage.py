@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from gateway_server.providers.fake import FakeConfig, answer, answer_stream
 from gateway_server.routes import RouteType
 from gateway_server.usage import (
     DEFAULT_COMPLETION_RESERVE,
+    IMAGE_TOKENS,
     MESSAGE_OVERHEAD_TOKENS,
     Price,
     StreamUsage,
@@ -59,7 +62,8 @@ def test_estimates_count_text_parts_and_tool_calls() -> None:
     payload = {
         "messages": [{"role": "user", "content": [{"type": "text", "text": "abcd"}, {"type": "image_url"}]}]
     }
-    assert estimate_prompt_tokens(payload) == MESSAGE_OVERHEAD_TOKENS + 1
+    # an image's size is unknown without decoding it: it counts as a large one
+    assert estimate_prompt_tokens(payload) == MESSAGE_OVERHEAD_TOKENS + 1 + IMAGE_TOKENS
     answer = {
         "choices": [
             {"message": {"content": None, "tool_calls": [{"function": {"name": "f", "arguments": "{}x"}}]}}
@@ -67,6 +71,33 @@ def test_estimates_count_text_parts_and_tool_calls() -> None:
     }
     assert usage_of(answer, payload).completion == 1
     assert estimate_tokens(0) == 0 and estimate_tokens(1) == 1 and estimate_tokens(8) == 2
+
+
+def test_estimates_count_what_else_the_model_reads() -> None:
+    chat = {"messages": [{"role": "user", "content": "abcd"}]}
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    with_tools = estimate_prompt_tokens({**chat, "tools": tools})
+    assert with_tools == estimate_prompt_tokens(chat) + estimate_tokens(len(json.dumps(tools, separators=(",", ":"))))
+    calls = {"role": "assistant", "content": None, "tool_calls": [{"function": {"name": "f", "arguments": "x" * 40}}]}
+    assert estimate_prompt_tokens({"messages": [calls]}) == MESSAGE_OVERHEAD_TOKENS + 11  # 41 characters
+    # Anthropic: system (string or blocks), tool use input, tool result content
+    anthropic = {
+        "system": [{"type": "text", "text": "s" * 40}],
+        "messages": [
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {"q": "abc"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "r" * 8}]},
+        ],
+    }
+    assert estimate_prompt_tokens(anthropic) == 10 + (MESSAGE_OVERHEAD_TOKENS + 3) + (MESSAGE_OVERHEAD_TOKENS + 2)
+    # The Responses API: instructions, and input items whose content is a string or parts
+    responses = {
+        "instructions": "i" * 8,
+        "input": [
+            {"role": "user", "content": "abcdefgh"},
+            {"role": "user", "content": [{"type": "input_text", "text": "abcd"}, {"type": "input_image"}]},
+        ],
+    }
+    assert estimate_prompt_tokens(responses) == 2 + estimate_tokens(8 + 4 + IMAGE_TOKENS * 4)
 
 
 def test_admission_estimate_uses_max_tokens_and_n() -> None:
