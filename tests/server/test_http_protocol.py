@@ -150,3 +150,94 @@ def test_the_writes_of_one_turn_go_out_as_one() -> None:
     first, second, final = asyncio.run(scenario())
     assert first == [b"head body"] and second == [b"head body", b"next"]
     assert final == [b"head body", b"next", b"last"]
+
+
+_HEAD_CASES = {
+    "mixed": [(b"X-Mixed-Case", b"Value"), (b"Content-Length", b"2"), (b"x-empty", b"")],
+    "nolength": [(b"content-type", b"text/plain")],
+    "closing": [(b"content-length", b"2"), (b"Connection", b"keep-alive, Close")],
+    "chunked": [(b"Transfer-Encoding", b"Chunked")],
+    "badvalue": [(b"x-bad", b"a\nb"), (b"content-length", b"2")],
+    "badname": [(b"x bad", b"v"), (b"content-length", b"2")],
+}
+
+
+def _written(fast: bool, method: str, status: int, headers: list[tuple[bytes, bytes]]) -> tuple[Any, ...]:
+    """What a cycle writes (or raises) for one response, and its framing state: uvicorn's own, or
+    with the served head writer (``fast``)."""
+    from uvicorn.protocols.http.flow_control import FlowControl
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+    from gateway_server.http_protocol import _Cycle
+
+    async def scenario() -> tuple[Any, ...]:
+        transport = _RecordingTransport()
+        options: dict[str, Any] = {
+            "scope": {"method": method, "type": "http"},
+            "transport": transport,
+            "flow": FlowControl(transport),  # type: ignore[arg-type]
+            "logger": None,
+            "access_logger": None,
+            "access_log": False,
+            "default_headers": [(b"date", b"Wed, 02 Dec 2026 10:00:00 GMT")],
+            "message_event": asyncio.Event(),
+            "expect_100_continue": False,
+            "keep_alive": True,
+            "on_response": lambda: None,
+        }
+        cycle = (_Cycle if fast else RequestResponseCycle)(**options)
+        try:
+            await cycle.send({"type": "http.response.start", "status": status, "headers": headers})
+            await cycle.send({"type": "http.response.body", "body": b"" if status == 204 else b"ok"})
+        except RuntimeError as exc:
+            return ("refused", str(exc), transport.writes)
+        return (transport.writes, cycle.keep_alive, cycle.chunked_encoding, cycle.response_complete)
+
+    return asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("method", "case", "status"),
+    [
+        ("GET", "mixed", 200),
+        ("GET", "nolength", 200),
+        ("HEAD", "nolength", 200),
+        ("DELETE", "nolength", 204),
+        ("GET", "closing", 200),
+        ("GET", "chunked", 200),
+        ("GET", "badvalue", 200),
+        ("GET", "badname", 200),
+    ],
+)
+def test_the_response_head_is_byte_for_byte_uvicorns(method: str, case: str, status: int) -> None:
+    """The served cycle checks the headers with one table lookup for all of them, not two regular
+    expressions per header (http_protocol._Cycle): what it writes, refuses and decides about the
+    connection must be what uvicorn's own cycle does."""
+    ours = _written(True, method, status, _HEAD_CASES[case])
+    assert ours == _written(False, method, status, _HEAD_CASES[case])
+    assert (ours[0] == "refused") == case.startswith("bad")
+
+
+def test_the_served_protocol_uses_the_fast_head_writer(server: ServerThread) -> None:
+    """A served connection's cycle is an http_protocol._Cycle, made as one (the bytes: above), and
+    uvicorn's module names its own class again afterwards."""
+    from uvicorn.protocols.http import httptools_impl
+
+    from gateway_server.http_protocol import _Cycle
+
+    seen: list[type] = []
+    original = _Cycle.send
+
+    async def spy(self: Any, message: Any) -> None:
+        seen.append(type(self))
+        await original(self, message)
+
+    _Cycle.send = spy  # type: ignore[method-assign]
+    try:
+        with _connect(server) as sock:
+            sock.sendall(b"GET /plain HTTP/1.1\r\nHost: x\r\n\r\n")
+            _read_until(sock, b"hello")
+    finally:
+        _Cycle.send = original  # type: ignore[method-assign]
+    assert seen == [_Cycle, _Cycle]
+    assert httptools_impl.RequestResponseCycle is _Cycle.__mro__[1]
