@@ -1,7 +1,7 @@
 """Instructions per request, counted by valgrind: a hot-path figure that other processes cannot move.
 
 ``python -m bench.instructions [--a CMD] [--b CMD] [--features | --governance] [--call CALL]
-[--requests 2000] [--concurrency 8]``
+[--requests 2000] [--concurrency 8] [--keep DIR]``
 
 ``bench.ab`` measures CPU time, which a busy machine inflates (caches, frequency, wake-ups), so on a
 shared two-core machine a 5 % change hides in the noise. This counts the instructions the gateway
@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--call", default="seed chat", choices=sorted(measure.CALLS))
     parser.add_argument("--requests", type=int, default=2000, help="measured requests (default 2000)")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="copy callgrind's files here (callgrind_annotate ranks the C functions)")  # fmt: skip
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("bench.instructions needs valgrind (Debian: apt-get install valgrind)", file=sys.stderr)
@@ -96,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
             if command is not None:
                 figures[side] = count(command, side, args, config, headers, Path(tmp))
                 print(f"{side}: {figures[side]:,.0f} instructions per request", flush=True)
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for path in Path(tmp).glob("callgrind-*.out*"):
+                shutil.copy(path, args.keep / path.name)
     if "A" in figures:
         print(f"B/A {figures['B'] / figures['A']:.3f} ({figures['B'] - figures['A']:+,.0f} per request)")
     return 0
