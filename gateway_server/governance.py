@@ -192,9 +192,18 @@ class Budget:
     def spent_text(self, spent: int) -> str:
         return f"${spent / NANO:,.4f}" if self.unit == "usd" else f"{spent:,} tokens"
 
+    def rates(self, price: Price | None) -> tuple[float, float]:
+        """What a prompt token and a completion token cost this budget, in its units, at ``price``."""
+        if self.unit != "usd":
+            return 1.0, 1.0
+        if price is None:
+            return 0.0, 0.0
+        return price.input * 1000, price.output * 1000  # USD per million tokens = nano-dollars per token
+
     def charge(self, prompt: int, completion: int, price: Price | None) -> int:
         """What an answer costs this budget, in its units."""
-        return nano_cost(prompt, completion, price) if self.unit == "usd" else prompt + completion
+        per_prompt, per_completion = self.rates(price)
+        return round(prompt * per_prompt + completion * per_completion)
 
     def error(self, spent: int, period_end: float, now: float) -> BudgetExceededError:
         retry = max(1, math.ceil(period_end - now))

@@ -95,7 +95,18 @@ class Ticket:
 class _Plan:
     """What admission checks for one route and key (:meth:`Governor._plan`), made once."""
 
-    __slots__ = ("budget", "budget_check", "calls", "entry", "per_client", "rules", "tokens", "usd", "windows")
+    __slots__ = (
+        "budget",
+        "budget_check",
+        "calls",
+        "entry",
+        "per_client",
+        "rates",
+        "rules",
+        "tokens",
+        "usd",
+        "windows",
+    )
 
     def __init__(
         self,
@@ -115,6 +126,8 @@ class _Plan:
         self.budget = budget
         self.budget_check: BudgetCheck | None = None  # the current period's (made on first use)
         self.usd = budget is not None and budget.unit == "usd"  # the budget counts nano-dollars
+        # What a prompt and a completion token reserve in the budget (at the route's dearest price).
+        self.rates = budget.rates(entry.reserve_price) if budget is not None else (0.0, 0.0)
 
 
 _MAX_PLANS = 4096
@@ -267,7 +280,8 @@ class Governor:
                 await self._primed(budget.key_name)
                 now = self.clock()
             budgets = (self._budget_check(plan, budget, now),)
-            units = budget.charge(prompt, estimate - prompt, entry.reserve_price)
+            per_prompt, per_completion = plan.rates  # budget.charge, inlined
+            units = round(prompt * per_prompt + (estimate - prompt) * per_completion)
         store = self.store
         refused, figures, hold = (
             store.admit_now(windows, estimate, budgets, units)
