@@ -93,18 +93,17 @@ class TokenLimit:
     def header_pairs(self, used: float, reset_after: float) -> list[tuple[bytes, bytes]]:
         """:meth:`headers` as ASGI pairs (the hot path's form; a whole-second reset's text is
         made once and kept)."""
-        if reset_after >= 1:
-            whole = math.ceil(reset_after)
-            reset = _RESET_TEXT.get(whole)
-            if reset is None:
+        reset = _RESET_TEXT.get(math.ceil(reset_after)) if reset_after >= 1 else None
+        if reset is None:
+            reset = duration_text(reset_after).encode()
+            if reset_after >= 1:
                 if len(_RESET_TEXT) >= 4096:
                     _RESET_TEXT.clear()
-                reset = _RESET_TEXT[whole] = duration_text(whole).encode()
-        else:
-            reset = duration_text(reset_after).encode()
+                _RESET_TEXT[math.ceil(reset_after)] = reset
+        left = self.tokens - math.ceil(used)
         return [
             self.limit_pair,
-            (b"x-ratelimit-remaining-tokens", b"%d" % max(0, self.tokens - math.ceil(used))),
+            (b"x-ratelimit-remaining-tokens", b"%d" % (left if left > 0 else 0)),
             (b"x-ratelimit-reset-tokens", reset),
         ]
 

@@ -101,6 +101,7 @@ class _Plan:
         "calls",
         "entry",
         "per_client",
+        "period_from",
         "rates",
         "rules",
         "tokens",
@@ -125,6 +126,7 @@ class _Plan:
         self.windows: tuple[WindowCheck, ...] = () if self.per_client else tuple(c for _, c in tokens if c)
         self.budget = budget
         self.budget_check: BudgetCheck | None = None  # the current period's (made on first use)
+        self.period_from = 0.0  # when that period began
         self.usd = budget is not None and budget.unit == "usd"  # the budget counts nano-dollars
         # What a prompt and a completion token reserve in the budget (at the route's dearest price).
         self.rates = budget.rates(entry.reserve_price) if budget is not None else (0.0, 0.0)
@@ -269,9 +271,8 @@ class Governor:
             return Ticket(headers)
         prompt = estimate_prompt_tokens(payload)
         estimate = prompt + completion_reserve(payload, entry.route_type is EMBEDDINGS)
-        windows = plan.windows
-        if plan.per_client:  # a window counted per client address: its counter is the request's
-            windows = _client_windows(limits, scope, key_name)
+        # a window counted per client address: its counter is the request's
+        windows = _client_windows(limits, scope, key_name) if plan.per_client else plan.windows
         now = self.clock()
         units = 0
         budgets: tuple[BudgetCheck, ...] = ()
@@ -279,7 +280,10 @@ class Governor:
             if self._priming and budget.key_name in self._priming:  # new budget: seed it first, once
                 await self._primed(budget.key_name)
                 now = self.clock()
-            budgets = (self._budget_check(plan, budget, now),)
+            check = plan.budget_check
+            if check is None or not plan.period_from <= now < check.ends:  # a new plan, or period
+                check = self._budget_check(plan, budget, now)
+            budgets = (check,)
             per_prompt, per_completion = plan.rates  # budget.charge, inlined
             units = round(prompt * per_prompt + (estimate - prompt) * per_completion)
         store = self.store
@@ -295,11 +299,10 @@ class Governor:
         return Ticket(headers, hold, estimate, units, plan.usd)
 
     def _budget_check(self, plan: _Plan, budget: Budget, now: float) -> BudgetCheck:
-        """The plan's budget check for the period holding ``now``, made once a period."""
-        period_id, _, ends = self._period(budget.period, now)
-        check = plan.budget_check
-        if check is None or check.ends != ends:
-            check = plan.budget_check = BudgetCheck(budget.counter(period_id), budget.amount, ends)
+        """The plan's budget check for the period holding ``now`` (made once a period)."""
+        period_id, starts, ends = self._period(budget.period, now)
+        check = plan.budget_check = BudgetCheck(budget.counter(period_id), budget.amount, ends)
+        plan.period_from = starts
         return check
 
     def _plan(self, entry: RouteEntry, key_name: str | None) -> _Plan:
@@ -348,11 +351,10 @@ class Governor:
 
     def record(self, key_name: str | None, route: str, model: str, usage: Usage, price: Price | None) -> int:
         """Add one answer to the usage table; returns its cost in nano-dollars."""
-        nano = nano_cost(usage.prompt, usage.completion, price)
-        hour = int(self.clock() // 3600)
-        self.store.ledger.add(
-            (hour, key_name or ANONYMOUS, route, model), usage.prompt, usage.completion, nano
-        )
+        prompt, completion, _ = usage
+        # nano_cost, inlined (once per answer)
+        nano = 0 if price is None else round(prompt * price.input * 1000 + completion * price.output * 1000)
+        self.store.ledger.add((int(self.clock() // 3600), key_name or ANONYMOUS, route, model), prompt, completion, nano)
         return nano
 
     def charge(
@@ -364,7 +366,12 @@ class Governor:
         nano = self.record(key_name, route, served.label, usage, served.price)
         if ticket is None or ticket.hold is None:
             return None
-        return self._write(ticket, usage.prompt + usage.completion, nano)
+        tokens = usage.prompt + usage.completion
+        if not self._local:
+            return self._write(ticket, tokens, nano)
+        hold, ticket.hold = ticket.hold, None  # _write, inlined for in-process counters
+        self.store.settle_now(hold, tokens - ticket.tokens, (nano if ticket.usd else tokens) - ticket.units)
+        return None
 
     async def settle(self, ticket: Ticket | None, usage: Usage, price: Price | None) -> None:
         """Replace the ticket's reservations by what the answer used (zero when it failed); once:
@@ -457,8 +464,9 @@ def _token_headers(
     left = period - now % period
     previous, current = figures[2 * best], figures[2 * best + 1]
     # governance.full_reset, inlined (with this request's reservation in the current window)
-    reset = left + period if current + estimate else (left if previous else 0.0)
-    return limit.header_pairs(previous * left / period + current, reset)
+    if current + estimate:
+        return limit.header_pairs(previous * left / period + current, left + period)
+    return limit.header_pairs(previous * left / period + current, left if previous else 0.0)
 
 
 def _refused(decision: Decision, rules: KeyRules | None) -> RateLimitError:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway_server.metrics_store import METRICS_DIR_ENV, FileStore, Series, Store
-from gateway_server.usage import cost_usd
 
 __all__ = ["BUCKETS", "FAMILIES", "Family", "Metrics", "RouteSlots"]
 
@@ -202,10 +201,12 @@ class Metrics:
                     store.slot((TOKENS, (*labels, "completion", key))),
                     store.slot((COST, (*labels, key))) if served.price is not None else -1,
                 )
-            values[used[0]] += usage.prompt
-            values[used[1]] += usage.completion
-            if used[2] >= 0:  # each answer at the price of the model that served it
-                values[used[2]] += cost_usd(usage.prompt, usage.completion, served.price)
+            prompt, completion = usage.prompt, usage.completion
+            values[used[0]] += prompt
+            values[used[1]] += completion
+            if used[2] >= 0:  # each answer at the price of the model that served it (cost_usd, inlined)
+                price = served.price
+                values[used[2]] += (prompt * price.input + completion * price.output) / 1_000_000
 
     def first_token(self, slots: RouteSlots, seconds: float) -> None:
         if slots.ttft < 0:

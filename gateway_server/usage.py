@@ -221,12 +221,12 @@ def completion_reserve(payload: Mapping[str, Any], embeddings: bool | None = Non
     if embeddings if embeddings is not None else ("messages" not in payload and "prompt" not in payload):
         return 0
     most = payload.get("max_tokens") or payload.get("max_completion_tokens") or payload.get("max_output_tokens")
-    if not isinstance(most, int) or isinstance(most, bool) or most <= 0:
+    if type(most) is not int or most <= 0:  # (a bool is not an int here: type, not isinstance)
         most = DEFAULT_COMPLETION_RESERVE
     n = payload.get("n")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        n = 1
-    return most * n
+    if n is None:
+        return most
+    return most * n if type(n) is int and n > 1 else most
 
 
 # ---------------------------------------------------------------- actual figures

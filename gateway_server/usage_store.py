@@ -161,7 +161,7 @@ class EmbeddedStore:
         self.path = path
         self.clock = clock
         self.ledger = UsageLedger()
-        self._windows: dict[str, list[int]] = {}  # counter -> [window, current, previous, period]
+        self._windows: dict[str, list[Any]] = {}  # counter -> [window, current, previous, period]
         self._sweep_at = _MIN_SWEEP
         self._spend: dict[str, list[int]] = {}  # budget counter -> [units spent (and reserved)]
         self._executor: ThreadPoolExecutor | None = None  # the one thread that touches SQLite
@@ -255,7 +255,7 @@ class EmbeddedStore:
         self, windows: Sequence[WindowCheck], tokens: int, budgets: Sequence[BudgetCheck], units: int
     ) -> Admission:
         """Check every window and budget; if none is used up, reserve ``tokens`` in each window and
-        ``units`` in each budget. The hold is the counters' own slots (with each window's number),
+        ``units`` in each budget (all or nothing: nothing awaits in between). The hold is the counters' own slots (with each window's number),
         so settling looks nothing up. :meth:`admit` without the coroutine (the governor calls this
         one: nothing here waits)."""
         now = self.clock()
@@ -263,10 +263,9 @@ class EmbeddedStore:
         slots = self._windows
         if len(slots) >= self._sweep_at:
             self._sweep(now)
-        held = []  # (slot, window number): reserved into once every check has passed
-        index = 0
+        held: list[tuple[list[Any], float]] = []  # (slot, window number) of each window reserved into
         for counter, limit, period in windows:
-            window = int(now // period)
+            window = now // period  # a float: compared, never used as an index
             slot = slots.get(counter)  # [window, current, previous, period]
             if slot is None:
                 slot = slots[counter] = [window, 0, 0, period]
@@ -277,22 +276,34 @@ class EmbeddedStore:
             previous, current = slot[2], slot[1]
             figures += (previous, current)
             if previous * (period - (now - window * period)) / period + current >= limit:
-                return index, figures, None
+                return self._refused(len(held), figures, held, [], tokens, units)
+            slot[1] = current + tokens  # reserved at once; given back if a later check refuses
             held.append((slot, window))
-            index += 1
-        spends = []
+        spends: list[list[int]] = []
         for counter, amount, _ in budgets:
             spend = self._spend.get(counter) or self._budget_slot(counter)
             figures.append(spend[0])
             if spend[0] >= amount:
-                return index, figures, None
-            spends.append(spend)
-            index += 1
-        for slot, _ in held:
-            slot[1] += tokens
-        for spend in spends:
+                return self._refused(len(held) + len(spends), figures, held, spends, tokens, units)
             spend[0] += units
+            spends.append(spend)
         return -1, figures, (held, spends)
+
+    @staticmethod
+    def _refused(
+        index: int,
+        figures: list[int],
+        held: list[tuple[list[Any], float]],
+        spends: list[list[int]],
+        tokens: int,
+        units: int,
+    ) -> Admission:
+        """Refused by check ``index``: give back what the checks before it reserved."""
+        for slot, _ in held:
+            slot[1] -= tokens
+        for spend in spends:
+            spend[0] -= units
+        return index, figures, None
 
     def _sweep(self, now: float) -> None:
         """Drop windows that count nothing any more (both passed), once the table has doubled

@@ -120,6 +120,7 @@ def test_embedded_store_reserves_settles_and_refuses(tmp_path: Path) -> None:
         clock.now += 3600  # the next window: the previous one's 100 count by its overlap
         refused, figures, _ = await store.admit([window._replace(limit=1000)], 40, [budget], 40)
         assert refused == 1 and figures[-1] == 100
+        assert store._windows[window.counter][1] == 0  # the window's reservation was given back
         await store.close()
 
     asyncio.run(run())
