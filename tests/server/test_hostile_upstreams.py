@@ -53,10 +53,14 @@ STREAM = {**CHAT, "stream": True}
 
 
 def json_answer(payload: Any, status: str = "200 OK", *headers: str) -> bytes:
+    """A whole JSON answer. It says ``Connection: close`` because the raw upstream closes every
+    connection after one answer: without it the gateway pools the connection, and the next test's
+    request can be written to it before the close is seen (a flaky "the server closed the connection")."""
     body = orjson.dumps(payload)
     extra = "".join(f"{header}\r\n" for header in headers)
     return (
-        f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+        f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        f"Connection: close\r\n{extra}\r\n"
     ).encode() + body
 
 
